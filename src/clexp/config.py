@@ -1,0 +1,144 @@
+"""The study configuration as plain data: resolve an experiment, check what the schema cannot.
+
+`config.yaml` holds `defaults` and named `experiments` (overrides of the defaults). The JSON
+schema (`workflow/schemas/config.schema.yaml`) checks keys and types; `check_config` checks the
+relations between values (a class in two tasks, an unknown experiment in the selection, ...).
+`resolve_experiment` turns one named entry into the complete settings of one run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from clexp.errors import ConfigError
+
+NUM_CLASSES = 10
+DATASETS = ("mnist", "fashion_mnist")
+DEFAULT_TASKS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 0]]
+
+# Settings of an experiment when neither `defaults` nor the experiment gives them.
+DEFAULT_OPTIONS = {
+    "joint": False,
+    "norm": "none",
+    "dropout": 0.0,
+    "l1_activation": 0.0,
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "momentum": 0.0,
+    "lr_factor_after_first_task": 1.0,
+    "batch_size": 64,
+    "epochs": 4,
+    "stop_at_train_acc": None,
+    "max_epochs": 30,
+    "ogd": False,
+    "tasks": None,
+    "probe_unseen": [],
+    "probe_all_classes": False,
+}
+
+# Options that only change what the evaluation measures: editing them must not retrain.
+EVALUATION_KEYS = ("probe_unseen", "probe_all_classes")
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def selected_experiments(config: Mapping) -> list[str]:
+    """Names of the experiments to build: `selected_experiments`, or every experiment."""
+    chosen = config.get("selected_experiments") or list(config["experiments"])
+    return list(chosen)
+
+
+def _check_tasks(tasks, key: str) -> None:
+    if not tasks:
+        raise ConfigError(f"{key}: the task list is empty; give at least one task, e.g. [[1, 2]].")
+    seen: dict[int, int] = {}
+    for index, task in enumerate(tasks):
+        if not task:
+            raise ConfigError(
+                f"{key}[{index}]: task {index + 1} is empty; every task needs at least one class."
+            )
+        for cls in task:
+            if not 0 <= cls < NUM_CLASSES:
+                raise ConfigError(
+                    f"{key}[{index}]: class {cls} is outside the dataset; "
+                    f"allowed classes are 0..{NUM_CLASSES - 1}."
+                )
+            if cls in seen:
+                raise ConfigError(
+                    f"{key}: class {cls} appears in task {seen[cls] + 1} and in task {index + 1}; "
+                    "each class belongs to exactly one task."
+                )
+            seen[cls] = index
+
+
+def check_config(config: Mapping) -> None:
+    """Check the relations between values that the JSON schema cannot express.
+
+    Raises ConfigError naming the key path and what is allowed.
+    """
+    _check_tasks(config["tasks"], "tasks")
+    experiments = config["experiments"]
+    if not experiments:
+        raise ConfigError("experiments: no experiment is defined; add at least one named entry.")
+    for name in config.get("selected_experiments") or []:
+        if name not in experiments:
+            raise ConfigError(
+                f"selected_experiments: unknown experiment {name!r}; "
+                f"defined experiments are: {', '.join(sorted(experiments))}."
+            )
+    for name in experiments:
+        run = resolve_experiment(config, name)
+        key = f"experiments.{name}"
+        if experiments[name] and "tasks" in experiments[name]:
+            _check_tasks(run["tasks"], f"{key}.tasks")
+        for cls in run["probe_unseen"]:
+            if not 0 <= cls < NUM_CLASSES:
+                raise ConfigError(
+                    f"{key}.probe_unseen: class {cls} is outside the dataset; "
+                    f"allowed classes are 0..{NUM_CLASSES - 1}."
+                )
+        if run["stop_at_train_acc"] is None and run["epochs"] < 1:
+            raise ConfigError(f"{key}.epochs: must be at least 1.")
+
+
+def resolve_experiment(config: Mapping, name: str) -> dict:
+    """The complete settings of experiment `name`: its overrides merged over `defaults`.
+
+    A joint experiment (`joint: true`) trains one task holding every class of its tasks.
+    """
+    if name not in config["experiments"]:
+        raise ConfigError(
+            f"experiments: unknown experiment {name!r}; "
+            f"defined experiments are: {', '.join(sorted(config['experiments']))}."
+        )
+    run = copy.deepcopy(DEFAULT_OPTIONS)
+    run.update(copy.deepcopy(dict(config["defaults"] or {})))
+    run.update(copy.deepcopy(dict(config["experiments"][name] or {})))
+    tasks = run.get("tasks") or config["tasks"]
+    if run.get("joint"):
+        tasks = [[cls for task in tasks for cls in task]]
+    run["tasks"] = [list(task) for task in tasks]
+    run["name"] = name
+    run["dataset"] = config["dataset"]
+    return dict(sorted(run.items()))
+
+
+def training_config(run: Mapping) -> dict:
+    """The part of a run's settings that training depends on (not the evaluation options)."""
+    return {key: value for key, value in run.items() if key not in EVALUATION_KEYS}
+
+
+def config_hash(settings: Mapping) -> str:
+    """A short stable hash of settings (canonical JSON), recorded in every checkpoint."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def seen_classes(tasks, task: int) -> list[int]:
+    """Classes trained in tasks 1..task (1-based), in task order."""
+    return [cls for t in tasks[:task] for cls in t]

@@ -1,0 +1,158 @@
+"""Read MNIST or Fashion-MNIST once and keep it as a compact array file.
+
+`prepare_dataset` reads the torchvision layout (`<root>/MNIST/raw/*-ubyte`), downloading it when
+asked, and returns uint8 images flattened to 784 features with their labels. `save_dataset` /
+`load_dataset` write and read the compact `.npz` that every later job loads in milliseconds.
+
+Schema of the `.npz`: `train_images` uint8 (N, 784), `train_labels` int64 (N,),
+`eval_images` uint8 (M, 784), `eval_labels` int64 (M,); "eval" is the official test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clexp.errors import DataError
+from clexp.files import atomic_path
+
+IMAGE_SIDE = 28
+FEATURES = IMAGE_SIDE * IMAGE_SIDE
+
+# dataset name -> (torchvision class name, folder under the data root)
+TORCHVISION_DATASETS = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST"),
+}
+
+# file name -> (IDX magic number, bytes per item after the header, header length)
+EXPECTED_FILES = {
+    "train-images-idx3-ubyte": (2051, FEATURES, 16),
+    "train-labels-idx1-ubyte": (2049, 1, 8),
+    "t10k-images-idx3-ubyte": (2051, FEATURES, 16),
+    "t10k-labels-idx1-ubyte": (2049, 1, 8),
+}
+
+
+def raw_folder(root: str | Path, dataset: str) -> Path:
+    """The folder torchvision reads the raw IDX files of `dataset` from."""
+    return Path(root) / TORCHVISION_DATASETS[dataset][1] / "raw"
+
+
+def _missing_message(folder: Path, missing: list[str], reason: str) -> str:
+    names = ", ".join(EXPECTED_FILES)
+    return (
+        f"{reason}: the dataset is not in {folder} (missing: {', '.join(missing)}). "
+        f"Put the four uncompressed IDX files ({names}) there, point `data_root` at the folder "
+        "that holds them in torchvision's layout (e.g. --config data_root=/path/to/data), "
+        "or set `download: true` on a machine with internet access."
+    )
+
+
+def check_idx_file(path: Path) -> int:
+    """Check one IDX file's header and size; return its number of items.
+
+    Raises DataError naming the file when it is truncated or not the expected IDX file.
+    """
+    magic, item_bytes, header = EXPECTED_FILES[path.name]
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(header)
+    if len(head) < header:
+        raise DataError(
+            f"{path}: file is truncated ({size} bytes, shorter than its {header}-byte header). "
+            "Delete it and download or copy the dataset again."
+        )
+    found_magic = int.from_bytes(head[0:4], "big")
+    count = int.from_bytes(head[4:8], "big")
+    if found_magic != magic:
+        raise DataError(
+            f"{path}: not an IDX file of the expected kind (magic number {found_magic}, "
+            f"expected {magic}). Replace it with the original file."
+        )
+    expected = header + count * item_bytes
+    if size != expected:
+        raise DataError(
+            f"{path}: wrong size ({size} bytes; its header announces {count} items, "
+            f"{expected} bytes). The file is truncated or corrupt: download or copy it again."
+        )
+    return count
+
+
+def prepare_dataset(
+    dataset: str,
+    root: str | Path,
+    download: bool,
+    train_per_class: int | None = None,
+    eval_per_class: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Read `dataset` with torchvision and return the four arrays of the compact file.
+
+    `train_per_class` / `eval_per_class` keep only the first n images of each class (in the
+    dataset's order), for quick runs and tests; None keeps everything.
+    """
+    if dataset not in TORCHVISION_DATASETS:
+        raise DataError(
+            f"unknown dataset {dataset!r}; choose one of {', '.join(TORCHVISION_DATASETS)}."
+        )
+    folder = raw_folder(root, dataset)
+    missing = [name for name in EXPECTED_FILES if not (folder / name).is_file()]
+    if missing and not download:
+        raise DataError(_missing_message(folder, missing, "download is off"))
+
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, TORCHVISION_DATASETS[dataset][0])
+    if missing:
+        try:
+            dataset_class(str(root), train=True, download=True)
+        except Exception as error:  # network errors come in many types
+            raise DataError(
+                _missing_message(folder, missing, f"download failed ({error})")
+            ) from error
+    for name in EXPECTED_FILES:
+        check_idx_file(folder / name)
+
+    arrays = {}
+    for split, train in (("train", True), ("eval", False)):
+        data = dataset_class(str(root), train=train, download=False)
+        images = data.data.numpy().reshape(len(data.data), FEATURES).astype(np.uint8)
+        labels = data.targets.numpy().astype(np.int64)
+        per_class = train_per_class if train else eval_per_class
+        if per_class is not None:
+            keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
+            keep.sort()
+            images, labels = images[keep], labels[keep]
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels
+    return arrays
+
+
+def save_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Write the compact dataset file (uncompressed `.npz`, so it loads without decoding)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
+    """Load the compact dataset file written by `save_dataset`."""
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def class_mask(labels: np.ndarray, classes) -> np.ndarray:
+    """Boolean mask of the items whose label is in `classes`."""
+    return np.isin(labels, np.asarray(list(classes), dtype=labels.dtype))
+
+
+def balanced_subset(labels: np.ndarray, classes, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of up to `per_class` items of each class in `classes`, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in classes:
+        members = np.flatnonzero(labels == cls)
+        chosen.append(rng.permutation(members)[:per_class])
+    indices = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+    return np.sort(indices)

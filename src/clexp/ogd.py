@@ -1,0 +1,106 @@
+"""Orthogonal Gradient Descent (Farajtabar et al., 2020), in the study's variant.
+
+After each task, one direction is stored: the average of the per-batch gradients of the plain
+cross-entropy loss over the task's training data, orthogonalised against the basis
+(Gram-Schmidt) and appended, normalised, if its norm exceeds eps. While training later tasks,
+every batch gradient (flattened over all parameters) is projected onto the orthogonal
+complement of the basis before the optimizer step.
+
+The basis is a (k, P) tensor of orthonormal rows, P the number of parameters; k = 0 is an
+empty (0, P) tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-8
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters (the length of a flattened gradient)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def empty_basis(model: nn.Module) -> torch.Tensor:
+    """A basis with no directions for `model`."""
+    return torch.zeros(0, parameter_count(model), dtype=torch.float32)
+
+
+def flat_gradient(model: nn.Module) -> torch.Tensor:
+    """All parameter gradients concatenated into one vector (zeros where a gradient is None)."""
+    parts = []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        parts.append(p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()))
+    return torch.cat(parts)
+
+
+def set_flat_gradient(model: nn.Module, vector: torch.Tensor) -> None:
+    """Write a flat vector back into the parameters' `.grad` fields."""
+    offset = 0
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        n = p.numel()
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        p.grad.copy_(vector[offset : offset + n].view_as(p))
+        offset += n
+
+
+def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """The component of `vector` orthogonal to the span of the (orthonormal) basis rows."""
+    if basis.shape[0] == 0:
+        return vector
+    return vector - basis.T @ (basis @ vector)
+
+
+def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Gram-Schmidt `direction` against `basis`; append it normalised if its norm exceeds eps.
+
+    The projection is applied twice ("twice is enough"), which keeps the rows orthonormal to
+    float precision even when the new direction is nearly inside the span.
+    """
+    direction = direction.to(device=basis.device, dtype=basis.dtype)
+    residual = project_out(project_out(direction, basis), basis)
+    norm = residual.norm()
+    if norm <= eps:
+        return basis
+    return torch.cat([basis, (residual / norm).unsqueeze(0)], dim=0)
+
+
+def project_gradients(model: nn.Module, basis: torch.Tensor) -> None:
+    """Replace the model's gradient by its projection onto the basis' orthogonal complement."""
+    if basis.shape[0] == 0:
+        return
+    set_flat_gradient(model, project_out(flat_gradient(model), basis))
+
+
+def average_task_gradient(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Mean over the task's batches of the plain cross-entropy gradient (no penalty terms).
+
+    The model is in training mode, as when the projected gradients are taken; BatchNorm running
+    statistics are restored afterwards, so this measurement does not change the model.
+    """
+    was_training = model.training
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    model.train()
+    total = next(model.parameters()).new_zeros(parameter_count(model))
+    batches = 0
+    for start in range(0, len(images), batch_size):
+        model.zero_grad(set_to_none=True)
+        logits, _ = model(images[start : start + batch_size])
+        nn.functional.cross_entropy(logits, labels[start : start + batch_size]).backward()
+        total += flat_gradient(model)
+        batches += 1
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
+    model.train(was_training)
+    return total / max(batches, 1)

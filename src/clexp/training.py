@@ -1,0 +1,246 @@
+"""Train one task of one run: load the previous checkpoint, train, save the next one.
+
+`train_task` is the training loop on tensors held in memory (batches are sliced from them, no
+DataLoader). `run_training_task` wraps it with the data file and the checkpoints, which is what
+the workflow's `train_task` rule calls.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from clexp.checkpoint import load_checkpoint, save_checkpoint
+from clexp.config import config_hash, seen_classes, training_config
+from clexp.data import class_mask, load_dataset
+from clexp.errors import DivergenceError
+from clexp.model import MLP, build_model
+from clexp.ogd import average_task_gradient, empty_basis, extend_basis, project_gradients
+
+LOG_COLUMNS = [
+    "task", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "ogd_basis_size",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
+    """uint8 images -> float32 in [0, 1]; labels -> int64; both on `device`."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32)
+    return x.div_(255.0), torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+
+
+def task_learning_rate(run: dict, task: int) -> float:
+    """The learning rate of task `task` (1-based): reduced by the factor after the first."""
+    factor = run["lr_factor_after_first_task"] if task > 1 else 1.0
+    return run["lr"] * factor
+
+
+def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay) or SGD, at the task's learning rate."""
+    lr = task_learning_rate(run, task)
+    if run["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"])
+    if run["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=run["momentum"], weight_decay=run["weight_decay"]
+        )
+    raise ValueError(f"optimizer must be adamw or sgd, got {run['optimizer']!r}")
+
+
+def training_loss(logits, h1, h2, labels, l1_activation: float) -> torch.Tensor:
+    """Cross-entropy over all logits, plus lambda * (mean|h1| + mean|h2|) when lambda > 0."""
+    loss = nn.functional.cross_entropy(logits, labels)
+    if l1_activation > 0:
+        loss = loss + l1_activation * (h1.abs().mean() + h2.abs().mean())
+    return loss
+
+
+@torch.no_grad()
+def evaluate_loss_accuracy(model: nn.Module, images, labels) -> tuple[float, float]:
+    """Cross-entropy and accuracy (all logits) in evaluation mode, one batched forward pass."""
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    logits, _ = model(images)
+    model.train(was_training)
+    loss = nn.functional.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(1) == labels).float().mean().item()
+
+
+def train_task(
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    run: dict,
+    generator: torch.Generator,
+    basis: torch.Tensor | None = None,
+    eval_images: torch.Tensor | None = None,
+    eval_labels: torch.Tensor | None = None,
+    where: str = "",
+    task: int = 1,
+) -> dict:
+    """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
+
+    Runs `epochs` epochs, or with `stop_at_train_acc` up to `max_epochs` epochs, stopping after
+    the first epoch whose training accuracy reaches the threshold. With a non-empty OGD `basis`,
+    every batch gradient is projected onto its orthogonal complement before the step. Raises
+    DivergenceError, naming `where`, the epoch and the batch, when the loss is not finite.
+    """
+    threshold = run["stop_at_train_acc"]
+    max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
+    batch_size = run["batch_size"]
+    count = len(labels)
+    log, stopped_early = [], False
+    model.train()
+    for epoch in range(1, max_epochs + 1):
+        order = torch.randperm(count, generator=generator).to(images.device)
+        loss_sum = torch.zeros((), device=images.device)
+        correct = torch.zeros((), device=images.device, dtype=torch.long)
+        seen = 0
+        for batch, start in enumerate(range(0, count, batch_size), start=1):
+            index = order[start : start + batch_size]
+            if len(index) < 2:
+                continue  # BatchNorm cannot normalise a batch of one
+            x, y = images[index], labels[index]
+            logits, (h1, h2) = model(x)
+            loss = training_loss(logits, h1, h2, y, run["l1_activation"])
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise DivergenceError(
+                    f"{where} task {task} epoch {epoch} batch {batch}: the loss is {loss_value}. "
+                    "Training diverged; lower the learning rate (lr) of this experiment. "
+                    "No checkpoint was written."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if basis is not None and basis.shape[0] > 0:
+                project_gradients(model, basis)
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        train_acc = correct.item() / seen
+        val_loss, val_acc = (float("nan"), float("nan"))
+        if eval_images is not None:
+            val_loss, val_acc = evaluate_loss_accuracy(model, eval_images, eval_labels)
+        log.append({
+            "task": task,
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "ogd_basis_size": 0 if basis is None else int(basis.shape[0]),
+        })
+        if threshold is not None and train_acc >= threshold:
+            stopped_early = epoch < max_epochs
+            break
+    return {"log": log, "epochs_run": len(log), "stopped_early": stopped_early}
+
+
+@torch.no_grad()
+def per_task_accuracy_of(model: nn.Module, images, labels, tasks) -> list[float]:
+    """Accuracy (all logits, evaluation mode) on each task's classes."""
+    model.eval()
+    predictions = model(images)[0].argmax(1)
+    result = []
+    for task in tasks:
+        mask = torch.isin(labels, torch.tensor(task, device=labels.device))
+        result.append((predictions[mask] == labels[mask]).float().mean().item())
+    return result
+
+
+def run_training_task(
+    run: dict,
+    seed: int,
+    task: int,
+    data_path: str | Path,
+    checkpoint_path: str | Path,
+    previous_checkpoint: str | Path | None = None,
+    device: str = "auto",
+) -> list[dict]:
+    """Train task `task` (1-based) of `run` and save its checkpoint; return the epoch log.
+
+    Task 1 starts from a network initialised with `seed`; task t > 1 resumes model, optimizer,
+    OGD basis and random-number generators from `previous_checkpoint`.
+    """
+    settings = training_config(run)
+    identity = config_hash(settings)
+    where = f"experiment {run['name']} seed {seed}"
+    target = resolve_device(device)
+    data = load_dataset(data_path)
+    tasks = run["tasks"]
+
+    generator = torch.Generator()
+    if task == 1:
+        torch.manual_seed(seed)
+        generator.manual_seed(seed)
+        model = build_model(run).to(target)
+        optimizer = build_optimizer(model, run, task)
+        basis = empty_basis(model).to(target)
+        eval_all = to_tensors(data["eval_images"], data["eval_labels"], target)
+        init_per_task_acc = per_task_accuracy_of(model, *eval_all, tasks)
+        del eval_all
+    else:
+        state = load_checkpoint(
+            previous_checkpoint, run["name"], seed, task - 1, identity
+        )
+        model = build_model(run).to(target)
+        model.load_state_dict(state["model"])
+        optimizer = build_optimizer(model, run, task)
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = task_learning_rate(run, task)
+        basis = state["ogd_basis"].to(target)
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["shuffle_rng"])
+        init_per_task_acc = state["init_per_task_acc"]
+
+    train_mask = class_mask(data["train_labels"], tasks[task - 1])
+    images, labels = to_tensors(data["train_images"][train_mask], data["train_labels"][train_mask],
+                                target)
+    eval_mask = class_mask(data["eval_labels"], seen_classes(tasks, task))
+    eval_images, eval_labels = to_tensors(
+        data["eval_images"][eval_mask], data["eval_labels"][eval_mask], target
+    )
+    result = train_task(
+        model, optimizer, images, labels, settings, generator,
+        basis=basis if settings["ogd"] else None,
+        eval_images=eval_images, eval_labels=eval_labels, where=where, task=task,
+    )
+    if settings["ogd"]:
+        direction = average_task_gradient(model, images, labels, settings["batch_size"])
+        basis = extend_basis(basis, direction)
+
+    save_checkpoint(
+        {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "ogd_basis": basis.cpu(),
+            "torch_rng": torch.get_rng_state(),
+            "shuffle_rng": generator.get_state(),
+            "run": settings,
+            "config_hash": identity,
+            "experiment": run["name"],
+            "seed": seed,
+            "task": task,
+            "epochs_run": result["epochs_run"],
+            "stopped_early": result["stopped_early"],
+            "init_per_task_acc": list(init_per_task_acc),
+        },
+        checkpoint_path,
+    )
+    return result["log"]

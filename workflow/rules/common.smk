@@ -1,0 +1,120 @@
+# Configuration checks, every output path pattern and the input functions.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+SOURCE_DIR = Path(workflow.basedir) / "src"
+# Jobs import clexp from this checkout, so the code they run is the code declared below.
+sys.path.insert(0, str(SOURCE_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(SOURCE_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+
+from clexp.config import (  # noqa: E402
+    check_config,
+    resolve_experiment,
+    selected_experiments,
+    training_config,
+)
+from clexp.errors import ConfigError  # noqa: E402
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"Invalid configuration: {error}") from None
+
+EXPERIMENTS = selected_experiments(config)
+RUNS = {name: resolve_experiment(config, name) for name in EXPERIMENTS}
+SEEDS = config["seeds"]
+
+
+wildcard_constraints:
+    experiment="[A-Za-z0-9_.-]+",
+    seed=r"\d+",
+    task=r"\d+",
+
+
+# ---- path patterns (one place) ----
+DATA_FILE = "results/data/dataset.npz"
+RUN_DIR = "results/{experiment}/seed{seed}"
+TASK_DIR = RUN_DIR + "/task{task}"
+CHECKPOINT = TASK_DIR + "/checkpoint.pt"
+TRAIN_LOG = TASK_DIR + "/train_log.csv"
+METRICS = TASK_DIR + "/metrics.json"
+ACCURACY_MATRIX = RUN_DIR + "/accuracy_matrix.csv"
+LEARNING_CURVES = RUN_DIR + "/learning_curves.csv"
+LEARNING_CURVES_FIGURE = RUN_DIR + "/learning_curves.png"
+SUMMARY = "results/summary.csv"
+SUMMARY_BY_EXPERIMENT = "results/summary_by_experiment.csv"
+REPORT = "results/report.html"
+LOG_DIR = "results/logs"
+
+# ---- library code each kind of job runs (Snakemake does not track imports itself) ----
+_CORE = ["__init__.py", "config.py", "errors.py", "files.py", "joblog.py", "threads.py"]
+_TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py"]
+CODE = {
+    "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
+    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["ogd.py"]],
+    "evaluate": [
+        str(SOURCE_DIR / "clexp" / m)
+        for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py"]
+    ],
+    "figures": [
+        str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["figures.py", "summary.py", "metrics.py"]
+    ],
+    "report": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py"]],
+}
+
+
+# ---- input functions ----
+def num_tasks(experiment):
+    return len(RUNS[experiment]["tasks"])
+
+
+def run_tasks(experiment):
+    return range(1, num_tasks(experiment) + 1)
+
+
+def previous_checkpoint(wildcards):
+    task = int(wildcards.task)
+    if task == 1:
+        return []
+    return CHECKPOINT.format(experiment=wildcards.experiment, seed=wildcards.seed, task=task - 1)
+
+
+def run_files(pattern):
+    """Input function: `pattern` for every task of one run."""
+
+    def files(wildcards):
+        return [
+            pattern.format(experiment=wildcards.experiment, seed=wildcards.seed, task=t)
+            for t in run_tasks(wildcards.experiment)
+        ]
+
+    return files
+
+
+def all_runs(pattern):
+    """`pattern` for every selected experiment and seed."""
+    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS]
+
+
+def all_checkpoint_files(pattern):
+    """`pattern` for every task of every selected experiment and seed."""
+    return [
+        pattern.format(experiment=e, seed=s, task=t)
+        for e in EXPERIMENTS
+        for s in SEEDS
+        for t in run_tasks(e)
+    ]
+
+
+def training_params(wildcards):
+    return training_config(RUNS[wildcards.experiment])
+
+
+def run_params(wildcards):
+    return RUNS[wildcards.experiment]

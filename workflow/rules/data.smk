@@ -1,0 +1,17 @@
+rule prepare_data:
+    output:
+        DATA_FILE,
+    input:
+        code=CODE["data"],
+    params:
+        dataset=config["dataset"],
+        data_root=config["data_root"],
+        download=config["download"],
+        subset=config["data_subset"],
+    log:
+        f"{LOG_DIR}/prepare_data.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/prepare_data.py"

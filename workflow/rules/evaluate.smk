@@ -1,0 +1,18 @@
+rule evaluate_checkpoint:
+    output:
+        metrics=METRICS,
+    input:
+        checkpoint=CHECKPOINT,
+        data=DATA_FILE,
+        code=CODE["evaluate"],
+    params:
+        run=run_params,
+        probe=config["probe"],
+        device=config["device"],
+    log:
+        f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    threads: 1
+    resources:
+        mem_mb=1500,
+    script:
+        "../scripts/evaluate_checkpoint.py"
