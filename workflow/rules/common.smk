@@ -8,8 +8,11 @@ from snakemake.utils import validate
 SOURCE_DIR = Path(workflow.basedir) / "src"
 # Jobs import clexp from this checkout, so the code they run is the code declared below.
 sys.path.insert(0, str(SOURCE_DIR))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(SOURCE_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+# (Set, not read: Snakefiles are re-evaluated on cluster nodes, which sets it there too.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [str(SOURCE_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
 )
 
 from clexp.config import (  # noqa: E402
@@ -39,18 +42,17 @@ wildcard_constraints:
 
 # ---- path patterns (one place) ----
 DATA_FILE = "results/data/dataset.npz"
-RUN_DIR = "results/{experiment}/seed{seed}"
-TASK_DIR = RUN_DIR + "/task{task}"
-CHECKPOINT = TASK_DIR + "/checkpoint.pt"
-TRAIN_LOG = TASK_DIR + "/train_log.csv"
-METRICS = TASK_DIR + "/metrics.json"
-ACCURACY_MATRIX = RUN_DIR + "/accuracy_matrix.csv"
-LEARNING_CURVES = RUN_DIR + "/learning_curves.csv"
-LEARNING_CURVES_FIGURE = RUN_DIR + "/learning_curves.png"
+CHECKPOINT = "results/{experiment}/seed{seed}/task{task}/checkpoint.pt"
+TRAIN_LOG = "results/{experiment}/seed{seed}/task{task}/train_log.csv"
+METRICS = "results/{experiment}/seed{seed}/task{task}/metrics.json"
+ACCURACY_MATRIX = "results/{experiment}/seed{seed}/accuracy_matrix.csv"
+LEARNING_CURVES = "results/{experiment}/seed{seed}/learning_curves.csv"
+LEARNING_CURVES_FIGURE = "results/{experiment}/seed{seed}/learning_curves.png"
 SUMMARY = "results/summary.csv"
 SUMMARY_BY_EXPERIMENT = "results/summary_by_experiment.csv"
 REPORT = "results/report.html"
 LOG_DIR = "results/logs"
+CONDA_ENV = "../envs/clexp.yaml"
 
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = ["__init__.py", "config.py", "errors.py", "files.py", "joblog.py", "threads.py"]

@@ -10,6 +10,8 @@ rule prepare_data:
         subset=config["data_subset"],
     log:
         f"{LOG_DIR}/prepare_data.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -11,6 +11,8 @@ rule evaluate_checkpoint:
         device=config["device"],
     log:
         f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,

@@ -9,6 +9,8 @@ rule plot_run:
         code=CODE["figures"],
     log:
         f"{LOG_DIR}/plot_run/{{experiment}}/seed{{seed}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,

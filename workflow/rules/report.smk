@@ -7,6 +7,8 @@ rule summarize:
         code=CODE["figures"],
     log:
         f"{LOG_DIR}/summarize.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
@@ -28,6 +30,8 @@ rule report:
         seeds=SEEDS,
     log:
         f"{LOG_DIR}/report.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,

@@ -11,6 +11,8 @@ rule train_task:
         device=config["device"],
     log:
         f"{LOG_DIR}/train_task/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1500,

@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pytest
+
+from clexp.metrics import (
+    accuracy,
+    accuracy_matrix,
+    average_accuracy,
+    average_forgetting,
+    backward_transfer,
+    cross_entropy,
+    forward_transfer,
+    per_class_accuracy,
+    per_task_accuracy,
+    population_sparsity,
+)
+
+# A worked example: three tasks; R[i, j] = accuracy on task j after training task i.
+ROWS = [
+    [0.9, 0.0, 0.1],
+    [0.5, 0.8, 0.0],
+    [0.2, 0.4, 0.7],
+]
+
+
+def test_population_sparsity_on_a_hand_built_tensor():
+    h1 = np.array([[0.0, 1.0, 0.0], [2.0, 0.0, 0.0]])  # 4 zeros of 6
+    h2 = np.array([[0.0, 3.0], [1.0, 1.0]])  # 1 zero of 4
+    assert population_sparsity(h1) == pytest.approx(4 / 6)
+    assert population_sparsity(h2) == pytest.approx(1 / 4)
+    assert population_sparsity(h1, h2) == pytest.approx(5 / 10)
+
+
+def test_accuracy_per_class_and_per_task():
+    labels = np.array([1, 1, 2, 2, 3, 4])
+    predictions = np.array([1, 0, 2, 2, 3, 3])
+    assert accuracy(predictions, labels) == pytest.approx(4 / 6)
+    assert per_class_accuracy(predictions, labels, [1, 2]) == {"1": 0.5, "2": 1.0}
+    assert per_task_accuracy(predictions, labels, [[1, 2], [3, 4]]) == [0.75, 0.5]
+    assert math.isnan(accuracy(np.array([]), np.array([])))
+
+
+def test_cross_entropy_matches_the_definition():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 0])
+    expected = np.mean([-np.log(np.exp(2) / (np.exp(2) + 1)), -np.log(1 / (1 + np.exp(1)))])
+    assert cross_entropy(logits, labels) == pytest.approx(expected)
+
+
+def test_accuracy_matrix_summaries_on_a_worked_example():
+    matrix = accuracy_matrix(ROWS)
+    assert matrix.shape == (3, 3)
+    assert average_accuracy(matrix) == pytest.approx((0.2 + 0.4 + 0.7) / 3)
+    # BWT = ((0.2 - 0.9) + (0.4 - 0.8)) / 2
+    assert backward_transfer(matrix) == pytest.approx(-0.55)
+    # forgetting: task 1 best 0.9 -> 0.2 (0.7); task 2 best 0.8 -> 0.4 (0.4)
+    assert average_forgetting(matrix) == pytest.approx(0.55)
+    # FWT = ((R[0,1] - b1) + (R[1,2] - b2)) / 2 with b = [0.1, 0.05, 0.2]
+    assert forward_transfer(matrix, np.array([0.1, 0.05, 0.2])) == pytest.approx(
+        ((0.0 - 0.05) + (0.0 - 0.2)) / 2
+    )
+
+
+def test_forgetting_uses_the_best_earlier_accuracy_not_the_first():
+    matrix = accuracy_matrix([[0.5, 0.0, 0.0], [0.9, 0.9, 0.0], [0.3, 0.6, 0.8]])
+    # task 1: best earlier 0.9 (after task 2), final 0.3
+    assert average_forgetting(matrix) == pytest.approx(((0.9 - 0.3) + (0.9 - 0.6)) / 2)
+    assert backward_transfer(matrix) == pytest.approx(((0.3 - 0.5) + (0.6 - 0.9)) / 2)
+
+
+def test_single_task_runs_have_no_transfer():
+    matrix = accuracy_matrix([[0.97]])
+    assert average_accuracy(matrix) == pytest.approx(0.97)
+    assert math.isnan(backward_transfer(matrix))
+    assert math.isnan(average_forgetting(matrix))
+    assert math.isnan(forward_transfer(matrix, np.array([0.1])))

@@ -1,0 +1,133 @@
+"""End-to-end: the tiny study through Snakemake, its outputs and what a rerun does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.slow
+
+METRICS_KEYS = {
+    "experiment", "seed", "task", "classes_seen", "val_acc", "val_loss", "per_class_acc",
+    "per_task_acc", "population_sparsity", "probe_acc", "probe_per_class_acc", "epochs_run",
+}
+
+
+def planned_jobs(project: Path, *args: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    result = snakemake(project, "-n", "results/report.html", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = []
+    for line in result.stdout.splitlines():
+        rule = re.match(r"^(?:local)?rule (\w+):$", line)
+        if rule:
+            jobs.append((rule.group(1), {}))
+        wildcards = re.match(r"^\s+wildcards: (.*)$", line)
+        if wildcards and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in wildcards.group(1).split(", "))
+    return jobs
+
+
+def test_every_checkpoint_has_a_metrics_file_with_the_documented_keys(tiny_run):
+    for experiment, tasks in (("joint", 1), ("seq", 5), ("seq_bn", 5)):
+        for task in range(1, tasks + 1):
+            folder = tiny_run / f"results/{experiment}/seed0/task{task}"
+            assert (folder / "checkpoint.pt").stat().st_size > 100_000
+            metrics = json.loads((folder / "metrics.json").read_text())
+            assert METRICS_KEYS <= set(metrics)
+            assert metrics["task"] == task and metrics["experiment"] == experiment
+            assert len(metrics["per_task_acc"]) == tasks
+            assert set(metrics["per_class_acc"]) == {str(c) for c in metrics["classes_seen"]}
+            assert 0.0 <= metrics["population_sparsity"] <= 1.0
+            log = pd.read_csv(folder / "train_log.csv")
+            assert len(log) == metrics["epochs_run"] == 1
+
+
+def test_seen_classes_grow_task_by_task(tiny_run):
+    seen = [
+        json.loads((tiny_run / f"results/seq/seed0/task{t}/metrics.json").read_text())[
+            "classes_seen"
+        ]
+        for t in range(1, 6)
+    ]
+    assert seen[0] == [1, 2] and seen[-1] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
+    assert [len(s) for s in seen] == [2, 4, 6, 8, 10]
+
+
+def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/summary.csv")
+    assert sorted(summary["experiment"]) == ["joint", "seq", "seq_bn"]
+    for column in ("final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt",
+                   "avg_forgetting"):
+        assert column in summary
+    seq = summary.set_index("experiment").loc["seq"]
+    last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
+    assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
+    page = (tiny_run / "results/report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # one learning-curve figure per run
+    for heading in ("Bounds", "Normalisation", "Summary"):
+        assert f"<h2>{heading}</h2>" in page
+
+
+def test_a_second_run_has_nothing_to_do(tiny_run):
+    assert planned_jobs(tiny_run) == []
+
+
+def test_editing_one_experiment_reruns_only_that_experiment_and_the_aggregates(tiny_run):
+    config_path = tiny_run / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["experiments"]["seq"]["lr"] = 0.002
+    try:
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        jobs = planned_jobs(tiny_run)
+    finally:
+        config_path.write_text(original)
+    experiments = {w["experiment"] for _, w in jobs if "experiment" in w}
+    assert experiments == {"seq"}
+    rules = sorted(rule for rule, _ in jobs)
+    assert rules.count("train_task") == 5 and rules.count("evaluate_checkpoint") == 5
+    assert {"plot_run", "summarize", "report"} <= set(rules)
+    assert "prepare_data" not in rules
+
+
+def test_editing_a_probe_setting_reevaluates_without_retraining(tiny_run):
+    config_path = tiny_run / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["experiments"]["seq"]["probe_all_classes"] = True
+    try:
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        rules = [rule for rule, _ in planned_jobs(tiny_run)]
+    finally:
+        config_path.write_text(original)
+    assert "train_task" not in rules and rules.count("evaluate_checkpoint") == 5
+
+
+@pytest.mark.parametrize(
+    ("module", "expected", "untouched"),
+    [
+        ("report.py", {"report"}, {"train_task", "evaluate_checkpoint", "summarize"}),
+        ("ogd.py", {"train_task", "evaluate_checkpoint", "report"}, {"prepare_data"}),
+    ],
+)
+def test_editing_library_code_reruns_the_jobs_that_use_it(tiny_run, module, expected, untouched):
+    path = tiny_run / "src" / "clexp" / module
+    source, before = path.read_text(), path.stat()
+    try:
+        # Snakemake reruns for input that is newer *and* whose checksum changed: edit it.
+        path.write_text(source + "\n# edited\n")
+        rules = {rule for rule, _ in planned_jobs(tiny_run)}
+    finally:
+        path.write_text(source)
+        os.utime(path, (before.st_atime, before.st_mtime))
+    assert expected <= rules, rules
+    assert not rules & untouched
