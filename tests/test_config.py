@@ -12,6 +12,7 @@ from clexp.config import (
     resolve_experiment,
     selected_experiments,
     training_config,
+    validate_config,
 )
 from clexp.errors import ConfigError
 
@@ -22,6 +23,7 @@ STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
 
 def validated(config):
     config = copy.deepcopy(config)
+    validate_config(config)
     validate(config, str(SCHEMA_PATH))
     check_config(config)
     return config
@@ -41,21 +43,44 @@ def test_schema_fills_top_level_defaults():
 
 
 @pytest.mark.parametrize(
-    ("change", "named"),
+    ("change", "message"),
     [
-        (lambda c: c.update(learning_rate=0.1), "learning_rate"),
-        (lambda c: c["defaults"].update(lr="fast"), "lr"),
-        (lambda c: c["experiments"]["seq"].update(optimiser="adamw"), "optimiser"),
-        (lambda c: c.update(dataset="cifar10"), "cifar10"),
-        (lambda c: c.update(device="tpu"), "tpu"),
-        (lambda c: c["defaults"].update(norm="group"), "group"),
+        (lambda c: c.update(learning_rate=0.1),
+         r"\(top level\): unknown key\(s\) 'learning_rate'; allowed keys: data_root"),
+        (lambda c: c["defaults"].update(lr="fast"), r"defaults.lr: expected number, got str"),
+        (lambda c: c["experiments"]["seq"].update(optimiser="adamw"),
+         r"experiments.seq: unknown key\(s\) 'optimiser'; allowed keys: .*optimizer"),
+        (lambda c: c.update(dataset="cifar10"),
+         r"dataset: 'cifar10' is not allowed; allowed values: \['mnist', 'fashion_mnist'\]"),
+        (lambda c: c.update(device="tpu"), r"device: 'tpu' is not allowed"),
+        (lambda c: c["defaults"].update(norm="group"), r"defaults.norm: 'group' is not allowed"),
+        (lambda c: c["experiments"]["seq"].update(lr=-0.1),
+         r"experiments.seq.lr: -0.1 is out of range; allowed values are > 0"),
+        (lambda c: c["experiments"]["seq"].update(stop_at_train_acc=1.5),
+         r"experiments.seq.stop_at_train_acc: 1.5 is out of range; allowed values are <= 1"),
+        (lambda c: c["experiments"]["seq"].update(max_epochs=0),
+         r"experiments.seq.max_epochs: 0 is out of range; allowed values are >= 1"),
+        (lambda c: c.update(tasks=[[1, 2], []]), r"tasks.1: must not be empty"),
+        (lambda c: c.update(tasks=[[1, 12]]), r"tasks.0.1: 12 is out of range"),
+        (lambda c: c.update(seeds="0"), r"seeds: expected array, got str"),
     ],
 )
-def test_schema_rejects_unknown_keys_and_wrong_types(change, named):
+def test_schema_errors_name_the_key_path_and_the_allowed_values(change, message):
     config = copy.deepcopy(STUDY)
     change(config)
-    with pytest.raises(WorkflowError, match=named):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+    with pytest.raises(WorkflowError):  # Snakemake's own validation agrees
         validate(config, str(SCHEMA_PATH))
+
+
+def test_every_schema_error_is_listed_at_once():
+    config = copy.deepcopy(STUDY)
+    config["device"] = "tpu"
+    config["defaults"]["lr"] = "fast"
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert "device:" in str(error.value) and "defaults.lr:" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,12 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import SHARED_DATA, make_project, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +132,33 @@ def test_editing_library_code_reruns_the_jobs_that_use_it(tiny_run, module, expe
         os.utime(path, (before.st_atime, before.st_mtime))
     assert expected <= rules, rules
     assert not rules & untouched
+
+
+def test_fashion_mnist_study_with_two_seeds(tmp_path):
+    config = tiny_config(
+        dataset="fashion_mnist", seeds=[0, 1],
+        data_subset={"train_images_per_class": 100, "eval_images_per_class": 50},
+        experiments={"seq": {}, "seq_bn": {"norm": "batch"}},
+    )
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with np.load(project / "results/data/dataset.npz") as data:
+        raw = (SHARED_DATA / "FashionMNIST/raw/train-images-idx3-ubyte").read_bytes()
+        first = np.frombuffer(raw[16 : 16 + 784], dtype=np.uint8)
+        assert np.array_equal(data["train_images"][0], first)  # Fashion-MNIST, not MNIST
+        assert len(data["train_labels"]) == 1000
+    summary = pd.read_csv(project / "results/summary.csv")
+    assert sorted(zip(summary["experiment"], summary["seed"], strict=True)) == [
+        ("seq", 0), ("seq", 1), ("seq_bn", 0), ("seq_bn", 1)
+    ]
+    by_experiment = pd.read_csv(project / "results/summary_by_experiment.csv").set_index(
+        "experiment"
+    )
+    seq = summary[summary["experiment"] == "seq"]["final_probe_acc"]
+    assert by_experiment.loc["seq", "seeds"] == 2
+    assert by_experiment.loc["seq", "final_probe_acc_mean"] == pytest.approx(seq.mean())
+    assert by_experiment.loc["seq", "final_probe_acc_sd"] == pytest.approx(seq.std())
+    assert seq.iloc[0] != seq.iloc[1]  # the seeds really differ
+    page = (project / "results/report.html").read_text()
+    assert f"{seq.mean():.3f} ± {seq.std():.3f}" in page

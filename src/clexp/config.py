@@ -142,3 +142,55 @@ def config_hash(settings: Mapping) -> str:
 def seen_classes(tasks, task: int) -> list[int]:
     """Classes trained in tasks 1..task (1-based), in task order."""
     return [cls for t in tasks[:task] for cls in t]
+
+
+def _key_path(error) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _describe(error) -> str:
+    """One schema error as a sentence naming the key path and what is allowed."""
+    from jsonschema.exceptions import best_match
+
+    if error.context:  # anyOf / oneOf: report the branch that came closest
+        return _describe(best_match(error.context))
+    path, value, kind = _key_path(error), error.instance, error.validator
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed))
+        return (f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed keys: {', '.join(allowed)}")
+    if kind == "enum":
+        return f"{path}: {shown} is not allowed; allowed values: {error.validator_value}"
+    if kind == "type":
+        return f"{path}: expected {error.validator_value}, got {type(value).__name__} {shown}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
+                    "exclusiveMaximum": "<"}[kind]
+        return f"{path}: {shown} is out of range; allowed values are {relation} " \
+               f"{error.validator_value}"
+    if kind in ("minItems", "minProperties"):
+        return f"{path}: must not be empty"
+    if kind == "required":
+        return f"{path}: {error.message}"
+    if kind == "pattern" or kind == "propertyNames":
+        return f"{path}: {shown} is not a valid name (letters, digits, '_', '.', '-')"
+    return f"{path}: {error.message if len(error.message) <= 160 else error.message[:157]}"
+
+
+def validate_config(config: Mapping, schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Check `config` against the JSON schema; raise ConfigError listing every violation,
+    each with its key path and the allowed values."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = "\n".join(f"  - {_describe(error)}" for error in errors)
+        raise ConfigError(
+            f"the configuration does not match workflow/schemas/{Path(schema_path).name}; "
+            f"fix these keys:\n{lines}"
+        )

@@ -6,8 +6,9 @@ cross-entropy loss over the task's training data, orthogonalised against the bas
 every batch gradient (flattened over all parameters) is projected onto the orthogonal
 complement of the basis before the optimizer step.
 
-The basis is a (k, P) tensor of orthonormal rows, P the number of parameters; k = 0 is an
-empty (0, P) tensor.
+The basis is a (k, P) float64 tensor of orthonormal rows, P the number of parameters; k = 0 is
+an empty (0, P) tensor. Projections are computed in float64: a batch gradient is often nearly
+inside the span, and float32 cancellation would leave it measurably non-orthogonal.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def empty_basis(model: nn.Module) -> torch.Tensor:
     """A basis with no directions for `model`."""
-    return torch.zeros(0, parameter_count(model), dtype=torch.float32)
+    return torch.zeros(0, parameter_count(model), dtype=torch.float64)
 
 
 def flat_gradient(model: nn.Module) -> torch.Tensor:
@@ -55,7 +56,8 @@ def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """The component of `vector` orthogonal to the span of the (orthonormal) basis rows."""
     if basis.shape[0] == 0:
         return vector
-    return vector - basis.T @ (basis @ vector)
+    wide = vector.to(basis.dtype)
+    return (wide - basis.T @ (basis @ wide)).to(vector.dtype)
 
 
 def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS) -> torch.Tensor:

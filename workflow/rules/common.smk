@@ -20,11 +20,14 @@ from clexp.config import (  # noqa: E402
     resolve_experiment,
     selected_experiments,
     training_config,
+    validate_config,
 )
 from clexp.errors import ConfigError  # noqa: E402
 
-validate(config, "../schemas/config.schema.yaml")
 try:
+    # clexp's check first: it names every bad key path and the allowed values.
+    validate_config(config)
+    validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults
     check_config(config)
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from clexp.evaluation import evaluate_checkpoint
+from clexp.probes import linear_probe
+from clexp.training import run_training_task
+
+from helpers import run_settings, write_synthetic_dataset
+
+PROBE = {"train_images_per_class": 30, "max_iter": 300}
+
+
+def test_probe_on_separable_features_is_perfect_and_on_shuffled_labels_near_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 100)
+    features = rng.normal(size=(400, 8)) + 6.0 * np.eye(8)[labels]
+    result = linear_probe(features[::2], labels[::2], features[1::2], labels[1::2])
+    assert result["acc"] > 0.99
+    assert set(result["per_class_acc"]) == {"0", "1", "2", "3"}
+    assert all(norm > 0 for norm in result["coef_norm"].values())
+    shuffled = rng.permutation(labels)
+    noise = rng.normal(size=(400, 8))
+    chance = linear_probe(noise[::2], shuffled[::2], noise[1::2], shuffled[1::2])
+    assert chance["acc"] < 0.4  # chance is 0.25
+
+
+def test_probe_needs_two_classes():
+    assert linear_probe(np.ones((4, 2)), np.zeros(4), np.ones((2, 2)), np.zeros(2)) is None
+
+
+@pytest.fixture(scope="module")
+def two_task_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    data = write_synthetic_dataset(folder / "data.npz")
+    run = run_settings(name="probed", epochs=2, probe_unseen=[9, 0], probe_all_classes=True,
+                       tasks=[[1, 2], [3, 4], [9, 0]])
+    run_training_task(run, 0, 1, data, folder / "t1.pt", device="cpu")
+    run_training_task(run, 0, 2, data, folder / "t2.pt", previous_checkpoint=folder / "t1.pt",
+                      device="cpu")
+    run_training_task(run, 0, 3, data, folder / "t3.pt", previous_checkpoint=folder / "t2.pt",
+                      device="cpu")
+    return run, data, folder
+
+
+def test_metrics_of_a_checkpoint(two_task_run):
+    run, data, folder = two_task_run
+    metrics = evaluate_checkpoint(run, 0, 2, folder / "t2.pt", data, PROBE, device="cpu")
+    assert metrics["classes_seen"] == [1, 2, 3, 4]
+    assert set(metrics["per_class_acc"]) == {"1", "2", "3", "4"}
+    assert len(metrics["per_task_acc"]) == 3 and metrics["per_task_acc"][2] == 0.0
+    # val_acc over seen classes is the mean of the two (balanced) seen tasks
+    assert metrics["val_acc"] == pytest.approx(np.mean(metrics["per_task_acc"][:2]))
+    assert set(metrics["probe_per_class_acc"]) == {"1", "2", "3", "4"}
+    assert 0 <= metrics["sparsity_h1"] <= 1 and 0 <= metrics["sparsity_h2"] <= 1
+    h1_units, h2_units = 120, 84
+    pooled = (metrics["sparsity_h1"] * h1_units + metrics["sparsity_h2"] * h2_units) / (
+        h1_units + h2_units
+    )
+    assert metrics["population_sparsity"] == pytest.approx(pooled)
+    assert set(metrics["probe_all_per_class_acc"]) == {"1", "2", "3", "4", "9", "0"}
+    assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is False
+
+
+def test_forward_transfer_probe_only_sees_unseen_classes(two_task_run):
+    run, data, folder = two_task_run
+    before = evaluate_checkpoint(run, 0, 1, folder / "t1.pt", data, PROBE, device="cpu")
+    assert before["probe_unseen_classes"] == [9, 0]
+    assert set(before["probe_unseen_per_class_acc"]) == {"9", "0"}
+    assert before["probe_unseen_acc"] > 0.9  # synthetic classes are easy to separate
+    after = evaluate_checkpoint(run, 0, 3, folder / "t3.pt", data, PROBE, device="cpu")
+    assert after["probe_unseen_classes"] == []
+    assert after["probe_unseen_acc"] is None
