@@ -194,3 +194,42 @@ def validate_config(config: Mapping, schema_path: str | Path = SCHEMA_PATH) -> N
             f"the configuration does not match workflow/schemas/{Path(schema_path).name}; "
             f"fix these keys:\n{lines}"
         )
+
+
+def duplicate_keys(path: str | Path) -> list[str]:
+    """Keys that appear twice in one mapping of a YAML file, as 'key path (line N)'.
+
+    YAML loaders silently keep the last of duplicate keys, so a copied experiment entry whose
+    name was not changed would replace the original without a word.
+    """
+    import yaml
+
+    found: list[str] = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = f"{path}.{key}" if path else key
+                if key in seen:
+                    found.append(f"{child} (line {key_node.start_mark.line + 1})")
+                seen.add(key)
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{path}.{index}")
+
+    walk(yaml.compose(Path(path).read_text()), "")
+    return found
+
+
+def check_config_files(paths) -> None:
+    """Raise ConfigError when a config file defines a key twice (e.g. an experiment name)."""
+    for path in paths:
+        duplicates = duplicate_keys(path)
+        if duplicates:
+            raise ConfigError(
+                f"{path}: key(s) defined twice: {', '.join(duplicates)}; "
+                "give every experiment (and every key) a unique name."
+            )

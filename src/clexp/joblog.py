@@ -1,7 +1,8 @@
-"""Send a job's stderr to its log file as well as to the terminal."""
+"""Send a job's stderr (and clexp's log messages) to its log file as well as to the terminal."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -25,3 +26,7 @@ def log_stderr_to(path: str | Path) -> None:
     """Copy everything written to stderr from now on (tracebacks included) into `path`."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stderr = _Tee(sys.__stderr__, open(path, "w", buffering=1))  # noqa: SIM115
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
+        force=True,
+    )

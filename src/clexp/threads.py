@@ -4,6 +4,7 @@ Several jobs share the machine's cores; a job that lets OpenMP or BLAS start one
 core oversubscribes them and everything slows down many times.
 """
 
+import logging
 import os
 
 _THREAD_VARIABLES = (
@@ -33,3 +34,4 @@ def limit_threads(threads: int, torch_too: bool = True) -> None:
             except RuntimeError:
                 # Only settable before the first parallel work; the intra-op limit is what counts.
                 pass
+        logging.getLogger("clexp").info("torch threads: %d", torch.get_num_threads())

@@ -7,6 +7,7 @@ the workflow's `train_task` rule calls.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from clexp.data import class_mask, load_dataset
 from clexp.errors import DivergenceError
 from clexp.model import MLP, build_model
 from clexp.ogd import average_task_gradient, empty_basis, extend_basis, project_gradients
+
+LOGGER = logging.getLogger("clexp.training")
 
 LOG_COLUMNS = [
     "task", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "ogd_basis_size",
@@ -216,6 +219,10 @@ def run_training_task(
     eval_images, eval_labels = to_tensors(
         data["eval_images"][eval_mask], data["eval_labels"][eval_mask], target
     )
+    LOGGER.info(
+        "%s task %d: training on %d images of classes %s, lr %g",
+        where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
+    )
     result = train_task(
         model, optimizer, images, labels, settings, generator,
         basis=basis if settings["ogd"] else None,
@@ -225,6 +232,8 @@ def run_training_task(
         direction = average_task_gradient(model, images, labels, settings["batch_size"])
         basis = extend_basis(basis, direction)
 
+    LOGGER.info("%s task %d: %d epoch(s) run, saving the checkpoint", where, task,
+                result["epochs_run"])
     save_checkpoint(
         {
             "model": {k: v.cpu() for k, v in model.state_dict().items()},

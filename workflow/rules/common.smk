@@ -17,6 +17,7 @@ os.environ.update(
 
 from clexp.config import (  # noqa: E402
     check_config,
+    check_config_files,
     resolve_experiment,
     selected_experiments,
     training_config,
@@ -25,6 +26,7 @@ from clexp.config import (  # noqa: E402
 from clexp.errors import ConfigError  # noqa: E402
 
 try:
+    check_config_files(workflow.configfiles)
     # clexp's check first: it names every bad key path and the allowed values.
     validate_config(config)
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults

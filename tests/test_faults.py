@@ -1,0 +1,284 @@
+"""The fault matrix: every way a run can go wrong fails loudly, early, and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clexp.checkpoint import load_checkpoint, save_checkpoint
+from clexp.config import check_config_files
+from clexp.data import EXPECTED_FILES, prepare_dataset
+from clexp.errors import CheckpointError, ConfigError, DataError
+from clexp.files import atomic_path, write_json
+from clexp.training import run_training_task
+
+from conftest import REPO, SHARED_DATA, make_project, require_data, snakemake, tiny_config
+from helpers import run_settings, write_synthetic_dataset
+
+# ---- configuration: fails before any job runs, naming the key path ----
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["experiments"]["seq"].update(optimiser="sgd"),
+         "experiments.seq: unknown key(s) 'optimiser'"),
+        (lambda c: c["defaults"].update(lr=-1), "defaults.lr: -1 is out of range"),
+        (lambda c: c.update(tasks=[[1, 2], [2, 3]]), "class 2 appears in task 1 and in task 2"),
+        (lambda c: c.update(tasks=[[1, 10]]), "tasks.0.1: 10 is out of range"),
+        (lambda c: c.update(selected_experiments=["seq", "nope"]),
+         "selected_experiments: unknown experiment 'nope'"),
+        (lambda c: c["experiments"]["seq"].update(stop_at_train_acc=2),
+         "experiments.seq.stop_at_train_acc: 2 is out of range"),
+    ],
+)
+def test_bad_config_fails_before_any_job_runs(tmp_path, change, message):
+    config = tiny_config()
+    change(config)
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_duplicate_experiment_names_are_rejected(tmp_path):
+    project = make_project(tmp_path / "project", tiny_config())
+    text = (project / "config.yaml").read_text()
+    (project / "config.yaml").write_text(text + "  seq:\n    lr: 0.5\n")
+    result = snakemake(project, "-n", "results/report.html")
+    assert result.returncode != 0
+    assert "experiments.seq (line" in result.stdout + result.stderr
+    with pytest.raises(ConfigError, match="defined twice"):
+        check_config_files([project / "config.yaml"])
+
+
+# ---- data ----
+
+
+def test_missing_data_without_download_names_the_folder_and_files(tmp_path):
+    with pytest.raises(DataError) as error:
+        prepare_dataset("mnist", tmp_path / "nowhere", download=False)
+    message = str(error.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert all(name in message for name in EXPECTED_FILES)
+
+
+def test_failed_download_says_so_and_names_the_folder(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(DataError, match="download failed \\(network unreachable\\)"):
+        prepare_dataset("mnist", tmp_path, download=True)
+
+
+def test_missing_data_stops_the_workflow_before_training(tmp_path):
+    project = make_project(tmp_path / "project", tiny_config(data_root=str(tmp_path / "empty")))
+    result = snakemake(project, "results/report.html")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "train-images-idx3-ubyte" in output and str(tmp_path / "empty") in output
+    assert not list((project / "results").glob("seq/**/checkpoint.pt"))
+
+
+def copy_raw(tmp_path: Path) -> Path:
+    require_data()
+    root = tmp_path / "data"
+    shutil.copytree(SHARED_DATA / "MNIST", root / "MNIST")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[: len(b) // 2], "wrong size"),
+        (lambda b: b[:10], "truncated"),
+        (lambda b: b"\x00\x00\x09\x99" + b[4:], "not an IDX file"),
+    ],
+)
+def test_damaged_idx_file_is_named(tmp_path, damage, message):
+    root = copy_raw(tmp_path)
+    path = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=message) as error:
+        prepare_dataset("mnist", root, download=False)
+    assert str(path) in str(error.value)
+
+
+# ---- checkpoints ----
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data.npz")
+    run = run_settings(name="seq", epochs=1)
+    path = tmp_path / "task1" / "checkpoint.pt"
+    run_training_task(run, 0, 1, data, path, device="cpu")
+    return run, data, path
+
+
+def test_truncated_checkpoint_fails_the_next_task_naming_the_file(checkpoint, tmp_path):
+    run, data, path = checkpoint
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="cannot be read") as error:
+        run_training_task(run, 0, 2, data, tmp_path / "t2.pt", previous_checkpoint=path,
+                          device="cpu")
+    assert str(path) in str(error.value) and "rebuild" in str(error.value)
+    assert not (tmp_path / "t2.pt").exists()
+
+
+def test_checkpoint_of_another_experiment_or_config_is_detected(checkpoint, tmp_path):
+    run, data, path = checkpoint
+    with pytest.raises(CheckpointError, match="experiment is 'seq', expected 'other'"):
+        run_training_task(dict(run, name="other"), 0, 2, data, tmp_path / "t2.pt",
+                          previous_checkpoint=path, device="cpu")
+    with pytest.raises(CheckpointError, match="config_hash"):
+        run_training_task(dict(run, lr=0.5), 0, 2, data, tmp_path / "t2.pt",
+                          previous_checkpoint=path, device="cpu")
+    with pytest.raises(CheckpointError, match="seed is 0, expected 1"):
+        run_training_task(run, 1, 2, data, tmp_path / "t2.pt", previous_checkpoint=path,
+                          device="cpu")
+
+
+class _RunsCode:
+    """An object whose unpickling would create a file: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_checkpoints_load_with_weights_only_so_they_cannot_run_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_saved_checkpoint_round_trips(tmp_path):
+    save_checkpoint({"model": {"w": torch.ones(2)}, "task": 1}, tmp_path / "c.pt")
+    assert load_checkpoint(tmp_path / "c.pt", task=1)["model"]["w"].tolist() == [1.0, 1.0]
+
+
+# ---- disk writes ----
+
+
+def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    write_json({"a": 1}, target)
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"a": 1}  # the old complete file survives
+
+
+def test_workflow_scripts_write_outputs_only_through_atomic_helpers():
+    for script in (REPO / "workflow" / "scripts").glob("*.py"):
+        text = script.read_text()
+        for direct in ("to_csv(", "savefig(", "torch.save(", "np.savez(", ".write_text("):
+            assert direct not in text, f"{script.name} writes with {direct} directly"
+
+
+# ---- divergence, interruption, determinism, threads (end to end) ----
+
+
+def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_path):
+    config = tiny_config(experiments={"boom": {"optimizer": "sgd", "lr": 1e12,
+                                               "weight_decay": 0.0}})
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode != 0
+    assert "experiment boom seed 0 task 1 epoch" in result.stdout + result.stderr
+    assert not (project / "results/boom/seed0/task1/checkpoint.pt").exists()
+
+
+FINAL_METRICS = "results/seq/seed0/task5/metrics.json"
+
+
+def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
+    """Start the study and SIGKILL it (scheduler and jobs) once task `task` trains."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2", FINAL_METRICS],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = project / f"results/logs/train_task/seq/seed0/task{task}.log"
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if log.exists() and "training on" in log.read_text():
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"task {task} never started training")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_path):
+    config = tiny_config(
+        experiments={"seq": {"epochs": 40, "dropout": 0.2}}, seeds=[0],
+        data_subset={"train_images_per_class": 200, "eval_images_per_class": 50},
+    )
+    killed = make_project(tmp_path / "killed", config)
+    kill_during_task(killed, task=3)
+    task3 = killed / "results/seq/seed0/task3"
+    assert (killed / "results/seq/seed0/task2/checkpoint.pt").exists()
+    assert not (task3 / "checkpoint.pt").exists(), "task 3 finished before the kill"
+    assert not (task3 / "metrics.json").exists()
+    task2_before = (killed / "results/seq/seed0/task2/checkpoint.pt").stat().st_mtime
+
+    # A killed Snakemake leaves its lock behind; --unlock is the documented first step.
+    assert snakemake(killed, "--unlock").returncode == 0
+    resumed = snakemake(killed, "--rerun-incomplete", FINAL_METRICS)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Task 2 was not retrained: task 3 resumed from its checkpoint.
+    assert (killed / "results/seq/seed0/task2/checkpoint.pt").stat().st_mtime == task2_before
+
+    clean = make_project(tmp_path / "clean", config)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", FINAL_METRICS],
+        cwd=clean, capture_output=True, text=True, timeout=900,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for task in range(1, 6):
+        name = f"results/seq/seed0/task{task}/metrics.json"
+        assert json.loads((killed / name).read_text()) == json.loads((clean / name).read_text())
+
+
+@pytest.mark.slow
+def test_jobs_use_exactly_the_threads_their_rule_declares(tiny_run):
+    logs = list((tiny_run / "results/logs").glob("*/**/*.log"))
+    torch_jobs = [log for log in logs if log.parts[-4] in ("train_task", "evaluate_checkpoint")
+                  or "train_task" in log.parts or "evaluate_checkpoint" in log.parts]
+    assert len(torch_jobs) >= 22  # 11 checkpoints, trained and evaluated
+    for log in torch_jobs:
+        assert "torch threads: 1" in log.read_text(), log
