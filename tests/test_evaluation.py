@@ -8,6 +8,8 @@ from clexp.training import run_training_task
 from helpers import run_settings, write_synthetic_dataset
 
 PROBE = {"train_images_per_class": 30, "max_iter": 300}
+ANALYSIS = {"forgetting_curve_stride": 1, "forgetting_curve_images_per_task": 20,
+            "tsne_images": 60, "example_images": 6, "hidden_features_images": 8}
 
 
 def test_probe_on_separable_features_is_perfect_and_on_shuffled_labels_near_chance():
@@ -44,7 +46,8 @@ def two_task_run(tmp_path_factory):
 
 def test_metrics_of_a_checkpoint(two_task_run):
     run, data, folder = two_task_run
-    metrics = evaluate_checkpoint(run, 0, 2, folder / "t2.pt", data, PROBE, device="cpu")
+    metrics, arrays = evaluate_checkpoint(run, 0, 2, folder / "t2.pt", data, PROBE,
+                                          device="cpu", analysis_settings=ANALYSIS)
     assert metrics["classes_seen"] == [1, 2, 3, 4]
     assert set(metrics["per_class_acc"]) == {"1", "2", "3", "4"}
     assert len(metrics["per_task_acc"]) == 3 and metrics["per_task_acc"][2] == 0.0
@@ -59,14 +62,27 @@ def test_metrics_of_a_checkpoint(two_task_run):
     assert metrics["population_sparsity"] == pytest.approx(pooled)
     assert set(metrics["probe_all_per_class_acc"]) == {"1", "2", "3", "4", "9", "0"}
     assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is False
+    # the analysis arrays and statistics
+    assert set(metrics["bias_stats"]) == {"fc1", "fc2", "fc3"}
+    assert set(metrics["saliency_norm"]) == {"1", "2", "3", "4"}
+    assert arrays["profile"].shape == (4, 10)
+    assert np.allclose(arrays["profile"].sum(axis=1), 1.0, atol=1e-5)
+    assert arrays["tsne_h2"].shape == (60, 2) and "tsne_h1" not in arrays
+    assert set(arrays["tsne_labels"]) == {1, 2, 3, 4}
+    assert arrays["example_images"].shape == (6, 28, 28)
+    # the strip alternates the oldest task's classes with the newest one's
+    assert list(arrays["example_labels"][:4]) == [1, 2, 3, 4]
+    assert arrays["hidden_features"].shape == (8, 84)
+    assert list(arrays["hidden_features_labels"]) == sorted(arrays["hidden_features_labels"])
+    assert arrays["hist_fc1_weight_counts"].sum() == 784 * 120
 
 
 def test_forward_transfer_probe_only_sees_unseen_classes(two_task_run):
     run, data, folder = two_task_run
-    before = evaluate_checkpoint(run, 0, 1, folder / "t1.pt", data, PROBE, device="cpu")
+    before, _ = evaluate_checkpoint(run, 0, 1, folder / "t1.pt", data, PROBE, device="cpu")
     assert before["probe_unseen_classes"] == [9, 0]
     assert set(before["probe_unseen_per_class_acc"]) == {"9", "0"}
     assert before["probe_unseen_acc"] > 0.9  # synthetic classes are easy to separate
-    after = evaluate_checkpoint(run, 0, 3, folder / "t3.pt", data, PROBE, device="cpu")
+    after, _ = evaluate_checkpoint(run, 0, 3, folder / "t3.pt", data, PROBE, device="cpu")
     assert after["probe_unseen_classes"] == []
     assert after["probe_unseen_acc"] is None

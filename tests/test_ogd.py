@@ -87,7 +87,7 @@ def test_ogd_run_carries_the_basis_from_task_to_task(tmp_path):
     paths = [tmp_path / f"task{t}.pt" for t in (1, 2, 3)]
     run_training_task(run, 0, 1, data, paths[0], device="cpu")
     log = run_training_task(run, 0, 2, data, paths[1], previous_checkpoint=paths[0],
-                            device="cpu")
+                            device="cpu")["log"]
     run_training_task(run, 0, 3, data, paths[2], previous_checkpoint=paths[1], device="cpu")
     bases = [load_checkpoint(p)["ogd_basis"] for p in paths]
     assert [b.shape[0] for b in bases] == [1, 2, 3]

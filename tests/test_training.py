@@ -109,7 +109,8 @@ def test_tasks_chain_through_checkpoints(tmp_path):
     run = run_settings(name="chain", epochs=1, lr_factor_after_first_task=0.5)
     first, second = tmp_path / "t1.pt", tmp_path / "t2.pt"
     run_training_task(run, 0, 1, data, first, device="cpu")
-    log = run_training_task(run, 0, 2, data, second, previous_checkpoint=first, device="cpu")
+    log = run_training_task(run, 0, 2, data, second, previous_checkpoint=first,
+                            device="cpu")["log"]
     state = load_checkpoint(second, "chain", 0, 2)
     assert state["task"] == 2 and log[0]["lr"] == pytest.approx(5e-4)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)

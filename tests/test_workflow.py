@@ -73,8 +73,10 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
     assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
     page = (tiny_run / "results/report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # one learning-curve figure per run
-    for heading in ("Bounds", "Normalisation", "Summary"):
+    runs, checkpoints = 3, 1 + 5 + 5
+    study_figures = 3  # L1 sweep (joint), weight-decay sweep (seq), eval-loss comparison
+    assert page.count("data:image/png;base64,") == 6 * runs + 7 * checkpoints + study_figures
+    for heading in ("Bounds", "Normalisation", "Representation strength", "Summary"):
         assert f"<h2>{heading}</h2>" in page
 
 

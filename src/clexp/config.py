@@ -39,10 +39,11 @@ DEFAULT_OPTIONS = {
     "tasks": None,
     "probe_unseen": [],
     "probe_all_classes": False,
+    "tsne_h1": False,
 }
 
 # Options that only change what the evaluation measures: editing them must not retrain.
-EVALUATION_KEYS = ("probe_unseen", "probe_all_classes")
+EVALUATION_KEYS = ("probe_unseen", "probe_all_classes", "tsne_h1")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -10,7 +10,9 @@ included), `init_per_task_acc` (the untrained network, for forward transfer),
 (logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
-asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`.
+asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`; with the analysis:
+`weight_stats`, `bias_stats` (per layer: mean, median, std) and `saliency_norm` (per seen
+class, on h2).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clexp.analysis import checkpoint_analysis
 from clexp.checkpoint import load_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import balanced_subset, class_mask, load_dataset
@@ -61,8 +64,13 @@ def evaluate_checkpoint(
     data_path: str | Path,
     probe_settings: dict,
     device: str = "auto",
-) -> dict:
-    """Measure the checkpoint after task `task` of `run`; return the metrics.json dict."""
+    analysis_settings: dict | None = None,
+) -> tuple[dict, dict]:
+    """Measure the checkpoint after task `task` of `run`.
+
+    Returns the metrics.json dict and the arrays of analysis.npz (see `clexp.analysis`); with
+    `analysis_settings` None, only the metrics and no arrays.
+    """
     state = load_checkpoint(
         checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
     )
@@ -98,7 +106,7 @@ def evaluate_checkpoint(
         if run["probe_all_classes"] else None
     )
 
-    return {
+    metrics = {
         "experiment": run["name"],
         "seed": seed,
         "task": task,
@@ -126,3 +134,12 @@ def evaluate_checkpoint(
         "ogd_basis_size": int(state["ogd_basis"].shape[0]),
         "config_hash": state["config_hash"],
     }
+    arrays: dict = {}
+    if analysis_settings is not None:
+        parameters = {k: v.numpy() for k, v in state["model"].items()}
+        arrays, scalars = checkpoint_analysis(
+            parameters, data["eval_images"], eval_labels, evaluation, tasks[:task],
+            analysis_settings, tsne_h1=run["tsne_h1"],
+        )
+        metrics.update(scalars)
+    return metrics, arrays

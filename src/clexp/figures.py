@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 from clexp.files import atomic_path  # noqa: E402
 
-FIGURE_DPI = 100
+FIGURE_DPI = 80
 STYLE = {
     "figure.figsize": (8, 4.5),
     "axes.grid": True,
@@ -63,3 +63,270 @@ def plot_learning_curves(log: pd.DataFrame, title: str, path: str | Path) -> pd.
         figure.tight_layout()
         save_figure(figure, path)
     return series
+
+
+DIGIT_COLORS = plt.get_cmap("tab10")
+
+
+def _figure(*args, **kwargs):
+    with plt.rc_context(STYLE):
+        return plt.subplots(*args, **kwargs)
+
+
+# ---- per checkpoint ----
+
+
+def plot_forgetting_curve(curve: pd.DataFrame, title: str, path: str | Path) -> pd.DataFrame:
+    """Accuracy on the current and every earlier task while training one task.
+
+    `curve` has columns step, epoch, batch, eval_task, acc. Returns it pivoted: one column per
+    evaluated task (`task<j>`), indexed by step.
+    """
+    series = curve.pivot_table(index="step", columns="eval_task", values="acc")
+    series.columns = [f"task{j}" for j in series.columns]
+    figure, axis = _figure(figsize=(8, 4))
+    for column in series.columns:
+        axis.plot(series.index, series[column], marker=".", markersize=3, label=column)
+    first_epoch_end = curve.loc[curve["epoch"] <= 1, "step"].max()
+    axis.axvline(first_epoch_end, color="grey", linestyle=":", linewidth=1)
+    axis.set_xlabel("optimizer step (every batch in epoch 1, then once per epoch)")
+    axis.set_ylabel("accuracy on the task's evaluation images")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title(title)
+    axis.legend(title="evaluated task")
+    save_figure(figure, path)
+    return series
+
+
+def plot_relative_updates(updates: pd.DataFrame, title: str, path: str | Path) -> pd.DataFrame:
+    """||W_after - W_before|| / ||W_before|| per batch and layer, on a log scale."""
+    layers = [c for c in updates.columns if c.startswith("fc")]
+    figure, axis = _figure(figsize=(8, 4))
+    for layer in layers:
+        axis.plot(updates["step"], updates[layer], linewidth=0.8, label=layer)
+    axis.set_yscale("log")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("relative update ||ΔW|| / ||W||")
+    axis.set_title(title)
+    axis.legend(title="layer")
+    save_figure(figure, path)
+    return updates[["step", *layers]]
+
+
+def plot_gradient_maps(gradients: dict, title: str, path: str | Path) -> list[str]:
+    """The accumulated signed gradient of each weight matrix, one heatmap per layer
+    (rows = output units, columns = inputs); dead units show as empty rows and columns."""
+    layers = sorted(k for k in gradients if k.startswith("fc"))
+    figure, axes = _figure(1, len(layers), figsize=(4.5 * len(layers), 4))
+    for axis, layer in zip(axes, layers, strict=True):
+        values = gradients[layer]
+        limit = float(abs(values).max()) or 1.0
+        image = axis.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                            interpolation="nearest")
+        axis.set_title(f"{layer} ({values.shape[0]} x {values.shape[1]})")
+        axis.set_xlabel("input")
+        axis.set_ylabel("output unit")
+        axis.grid(False)
+        figure.colorbar(image, ax=axis, shrink=0.8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return layers
+
+
+def plot_probability_profile(arrays: dict, title: str, path: str | Path) -> int:
+    """Mean softmax per true class, and a strip of example images each titled with its true
+    and predicted digit (wrong ones marked) over a bar chart of its top-5 probabilities.
+
+    Returns the number of example images drawn.
+    """
+    import matplotlib.gridspec as gridspec
+
+    count = len(arrays["example_labels"])
+    with plt.rc_context(STYLE):
+        figure = plt.figure(figsize=(max(8, 1.3 * count), 8))
+        grid = gridspec.GridSpec(3, count, height_ratios=[2.2, 1, 1], figure=figure)
+        profile_axis = figure.add_subplot(grid[0, :])
+        profile = arrays["profile"]
+        image = profile_axis.imshow(profile, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        profile_axis.set_yticks(range(len(arrays["profile_classes"])),
+                                [str(c) for c in arrays["profile_classes"]])
+        profile_axis.set_xticks(range(10))
+        profile_axis.set_xlabel("output (digit)")
+        profile_axis.set_ylabel("true digit")
+        profile_axis.set_title("mean softmax output per true class")
+        profile_axis.grid(False)
+        figure.colorbar(image, ax=profile_axis, shrink=0.8)
+        for i in range(count):
+            true, predicted = arrays["example_labels"][i], arrays["example_predictions"][i]
+            axis = figure.add_subplot(grid[1, i])
+            axis.imshow(arrays["example_images"][i], cmap="gray_r")
+            wrong = " ✗" if true != predicted else ""
+            axis.set_title(f"{true} → {predicted}{wrong}", fontsize=9,
+                           color="crimson" if wrong else "black")
+            axis.axis("off")
+            bars = figure.add_subplot(grid[2, i])
+            bars.bar(range(5), arrays["example_top5_probs"][i], color="steelblue")
+            bars.set_xticks(range(5), [str(c) for c in arrays["example_top5_classes"][i]],
+                            fontsize=8)
+            bars.set_ylim(0, 1)
+            bars.tick_params(axis="y", labelsize=7)
+            if i == 0:
+                bars.set_ylabel("top-5 p")
+        figure.suptitle(title)
+        figure.tight_layout()
+    save_figure(figure, path)
+    return count
+
+
+def plot_latent_map(arrays: dict, title: str, path: str | Path) -> list[str]:
+    """2-D t-SNE of h2 (and h1 where computed), coloured by digit. Returns the panels drawn."""
+    panels = [name for name in ("tsne_h1", "tsne_h2") if name in arrays]
+    figure, axes = _figure(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
+    labels = arrays["tsne_labels"]
+    for axis, name in zip(axes[0], panels, strict=True):
+        points = arrays[name]
+        for digit in sorted(set(labels.tolist())):
+            chosen = labels == digit
+            axis.scatter(points[chosen, 0], points[chosen, 1], s=6, color=DIGIT_COLORS(digit),
+                         label=str(digit))
+        axis.set_title(f"t-SNE of {name.split('_')[1]}")
+        axis.set_xlabel("t-SNE 1")
+        axis.set_ylabel("t-SNE 2")
+        axis.legend(title="digit", markerscale=2, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return panels
+
+
+def plot_hidden_features(arrays: dict, title: str, path: str | Path) -> tuple[int, int]:
+    """h2 of a fixed batch of evaluation images (rows, labelled by digit) x units."""
+    features = arrays["hidden_features"]
+    figure, axis = _figure(figsize=(9, 4.5))
+    image = axis.imshow(features, aspect="auto", cmap="magma", interpolation="nearest")
+    axis.set_yticks(range(len(features)), [str(d) for d in arrays["hidden_features_labels"]],
+                    fontsize=6)
+    axis.set_xlabel("h2 unit")
+    axis.set_ylabel("evaluation image (true digit)")
+    axis.set_title(title)
+    axis.grid(False)
+    figure.colorbar(image, ax=axis, label="activation")
+    save_figure(figure, path)
+    return features.shape
+
+
+def plot_weight_histograms(arrays: dict, title: str, path: str | Path) -> int:
+    """Histograms of weights (top) and biases (bottom) per layer. Returns the panel count."""
+    layers = ("fc1", "fc2", "fc3")
+    figure, axes = _figure(2, 3, figsize=(12, 6))
+    for row, kind in enumerate(("weight", "bias")):
+        for column, layer in enumerate(layers):
+            counts = arrays[f"hist_{layer}_{kind}_counts"]
+            edges = arrays[f"hist_{layer}_{kind}_edges"]
+            axis = axes[row, column]
+            axis.stairs(counts, edges, fill=True, alpha=0.7)
+            axis.set_title(f"{layer} {kind}s")
+            axis.set_xlabel("value")
+            axis.set_ylabel("count")
+    figure.suptitle(title)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return 6
+
+
+# ---- per run ----
+
+
+def plot_accuracy_matrix(table: pd.DataFrame, title: str, path: str | Path) -> pd.DataFrame:
+    """Heatmap of the accuracy matrix (rows: after task t; columns: evaluated task)."""
+    columns = [c for c in table.columns if c.startswith("task")]
+    matrix = table[columns].to_numpy(dtype=float)
+    figure, axis = _figure(figsize=(1.3 * len(columns) + 3, 0.8 * len(matrix) + 2))
+    axis.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            axis.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center",
+                      color="white" if matrix[i, j] < 0.6 else "black", fontsize=9)
+    axis.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    axis.set_yticks(range(len(matrix)), [f"after task {t}" for t in table["after_task"]])
+    axis.set_xlabel("evaluated task")
+    axis.set_title(title)
+    axis.grid(False)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return table[["after_task", *columns]]
+
+
+def plot_lines_per_task(frame: pd.DataFrame, columns: list[str], ylabel: str, title: str,
+                        path: str | Path, log: bool = False) -> pd.DataFrame:
+    """One line per column of `frame` against its `task` column."""
+    figure, axis = _figure(figsize=(7, 4))
+    for column in columns:
+        axis.plot(frame["task"], frame[column], marker="o", label=column)
+    axis.set_xticks(list(frame["task"]))
+    axis.set_xlabel("after task")
+    axis.set_ylabel(ylabel)
+    if log:
+        axis.set_yscale("log")
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
+    return frame[["task", *columns]]
+
+
+# ---- across experiments ----
+
+
+def plot_sweep(table: pd.DataFrame, knob: str, title: str, path: str | Path,
+               log_x: bool = False) -> pd.DataFrame:
+    """A knob vs final accuracy (left axis) and sparsity (right axis), one point per
+    experiment. An empty table (no such experiments in the run) draws a note instead."""
+    figure, axis = _figure(figsize=(7, 4))
+    if table.empty:
+        axis.text(0.5, 0.5, "no experiment of this kind in the run", ha="center",
+                  va="center", transform=axis.transAxes)
+    else:
+        x = table[knob].astype(float)
+        positive = x > 0
+        axis.plot(x[positive] if log_x else x, table["final_val_acc"][positive] if log_x
+                  else table["final_val_acc"], marker="o", color="tab:blue",
+                  label="final accuracy")
+        axis.set_ylabel("final accuracy", color="tab:blue")
+        twin = axis.twinx()
+        twin.plot(x[positive] if log_x else x, table["final_sparsity"][positive] if log_x
+                  else table["final_sparsity"], marker="s", color="tab:red",
+                  label="final sparsity")
+        twin.set_ylabel("population sparsity", color="tab:red")
+        if log_x and positive.any():
+            axis.set_xscale("log")
+        if log_x and not positive.all():
+            zero = table[~positive].iloc[0]
+            axis.axhline(zero["final_val_acc"], color="tab:blue", linestyle=":",
+                         label=f"{knob} = 0 accuracy")
+            twin.axhline(zero["final_sparsity"], color="tab:red", linestyle=":")
+        axis.legend(loc="lower left", fontsize=8)
+    axis.set_xlabel(knob)
+    axis.set_title(title)
+    save_figure(figure, path)
+    return table
+
+
+def plot_eval_loss_comparison(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Evaluation loss after each task: one line per experiment, styled by group."""
+    styles = {"plain": "-", "BN": "--", "OGD + BN": ":"}
+    figure, axis = _figure(figsize=(8, 4.5))
+    for experiment, rows in table.groupby("experiment", sort=False):
+        group = rows["group"].iloc[0]
+        axis.plot(rows["task"], rows["val_loss"], marker="o",
+                  linestyle=styles.get(group, "-"), label=f"{experiment} ({group})")
+    if table.empty:
+        axis.text(0.5, 0.5, "no experiment of this kind in the run", ha="center",
+                  va="center", transform=axis.transAxes)
+    else:
+        axis.legend(fontsize=7)
+    axis.set_xlabel("after task")
+    axis.set_ylabel("evaluation loss (seen classes)")
+    axis.set_title("Evaluation loss: plain vs BN vs OGD + BN")
+    save_figure(figure, path)
+    return table

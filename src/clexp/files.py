@@ -46,3 +46,12 @@ def write_text(text: str, path: str | Path) -> None:
     """Write text, atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def write_npz(arrays: dict, path: str | Path) -> None:
+    """Write numpy arrays as an uncompressed .npz, atomically."""
+    import numpy as np
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)

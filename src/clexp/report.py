@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -103,40 +104,139 @@ def summary_with_spread(by_experiment: pd.DataFrame, metrics: list[str]) -> pd.D
     return table
 
 
-def build_report(
-    summary: pd.DataFrame,
-    by_experiment: pd.DataFrame,
-    runs: dict[str, dict[int, dict[str, str]]],
-) -> str:
-    """The study report. `runs[experiment][seed]` maps `accuracy_matrix` and
-    `learning_curves` to the files of that run."""
-    metrics = ["final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt", "fwt",
-               "avg_forgetting"]
+SUMMARY_COLUMNS = ["final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt",
+                   "fwt", "avg_forgetting"]
+
+RUN_FIGURE_CAPTIONS = {
+    "accuracy_matrix": "Accuracy matrix (rows: after task t; columns: evaluated task)",
+    "learning_curves": "Learning curves (per epoch, all tasks)",
+    "sparsity": "Population sparsity after each task (pooled, h1, h2)",
+    "eval_loss": "Evaluation loss on the seen classes after each task",
+    "bias_stats": "Hidden-layer bias mean, median and std after each task",
+    "probe_progress": "Linear-probe accuracy per class after each task",
+}
+CHECKPOINT_FIGURE_CAPTIONS = {
+    "forgetting_curve": "Forgetting curve while training this task",
+    "relative_updates": "Relative weight updates per batch (log scale)",
+    "gradient_maps": "Accumulated signed gradients per weight matrix",
+    "probability_profile": "Probability profile and example predictions",
+    "latent_map": "t-SNE latent map",
+    "hidden_features": "Hidden features h2 of a fixed evaluation batch",
+    "weight_histograms": "Weight and bias histograms",
+}
+
+
+@dataclass
+class StudyFiles:
+    """Where the report finds everything: the run's experiments, seeds, task counts and the
+    workflow's path patterns (with {experiment}, {seed}, {task} placeholders)."""
+
+    experiments: list[str]
+    seeds: list[int]
+    tasks: dict[str, int]
+    paths: dict
+
+    def run(self, key: str, experiment: str, seed: int, name: str | None = None) -> str:
+        pattern = self.paths[key][name] if name else self.paths[key]
+        return pattern.format(experiment=experiment, seed=seed)
+
+    def checkpoint(self, name: str, experiment: str, seed: int, task: int) -> str:
+        return self.paths["checkpoint_figures"][name].format(
+            experiment=experiment, seed=seed, task=task)
+
+
+def experiment_html(files: StudyFiles, experiment: str) -> str:
+    """An experiment's figures and tables: every per-run figure of the first seed, its probe
+    table, and its per-checkpoint figures folded per task."""
+    seed = files.seeds[0]
+    parts = [f"<h3 id=\"{section_id(experiment)}\">{html.escape(experiment)}</h3>"]
+    if len(files.seeds) > 1:
+        parts.append(f"<p>Figures of seed {seed}; the summary gives mean ± sd over seeds "
+                     f"{', '.join(map(str, files.seeds))}.</p>")
+    matrix = pd.read_csv(files.run("accuracy_matrix", experiment, seed))
+    parts.append(f"<p>Accuracy after each task ({experiment}, seed {seed}):</p>"
+                 + table_html(matrix))
+    for name, caption in RUN_FIGURE_CAPTIONS.items():
+        parts.append(figure_html(files.run("run_figures", experiment, seed, name),
+                                 f"{caption}: {experiment}, seed {seed}"))
+    probes = pd.read_csv(files.run("probe_table", experiment, seed))
+    parts.append(f"<p>Linear-probe accuracy per class after each task ({experiment}, seed "
+                 f"{seed}):</p>" + table_html(probes, digits=2))
+    for task in range(1, files.tasks[experiment] + 1):
+        figures = "".join(
+            figure_html(files.checkpoint(name, experiment, seed, task),
+                        f"{caption}: {experiment}, seed {seed}, task {task}")
+            for name, caption in CHECKPOINT_FIGURE_CAPTIONS.items()
+        )
+        parts.append(f"<details><summary>Checkpoint after task {task}: {experiment}, seed "
+                     f"{seed}</summary>{figures}</details>")
+    return "".join(parts)
+
+
+def _study_table(files: StudyFiles, name: str, digits: int = 3) -> pd.DataFrame:
+    return pd.read_csv(files.paths["study_tables"][name])
+
+
+def build_report(files: StudyFiles) -> str:
+    """The study report, organised like the study; each section holds only experiments of
+    this run, plus the cross-experiment tables and figures that belong to it."""
+    groups = group_experiments(files.experiments)
+    extras = {
+        "Weight decay": ("weight_decay_sweep", "Weight-decay sweep (means over seeds)"),
+        "Sparsity": ("l1_sweep", "L1 sweep: lambda vs accuracy vs sparsity (means over seeds)"),
+        "OGD": ("eval_loss_comparison", "Evaluation loss: plain vs BN vs OGD + BN"),
+    }
     sections = []
-    for section, members in group_experiments(list(runs)).items():
+    for section, members in groups.items():
         parts = []
-        for experiment in members:
-            parts.append(f"<h3>{html.escape(experiment)}</h3>")
-            for seed, files in runs[experiment].items():
-                matrix = pd.read_csv(files["accuracy_matrix"])
-                parts.append(
-                    f"<p>Accuracy after each task (seed {seed}; columns: evaluation images of "
-                    "each task, all ten outputs):</p>" + table_html(matrix)
-                )
-                parts.append(figure_html(
-                    files["learning_curves"],
-                    f"Learning curves: {experiment}, seed {seed}, all tasks",
-                ))
+        if section in extras:
+            name, caption = extras[section]
+            table = _study_table(files, name)
+            if not table.empty:
+                parts.append(f"<p>{html.escape(caption)}:</p>" + table_html(table))
+                parts.append(figure_html(files.paths["study_figures"][name], caption))
+        if section == "Forward transfer" or (section == "Normalisation"
+                                              and "Forward transfer" not in groups):
+            table = _study_table(files, "forward_transfer")
+            if not table.empty:
+                parts.append("<p>Probe on the not-yet-trained digits after every task "
+                             "(forward transfer):</p>" + table_html(table))
+        parts.extend(experiment_html(files, experiment) for experiment in members)
         sections.append((section, "".join(parts)))
+        if section == "Sparsity" or (section == "Normalisation" and "Sparsity" not in groups):
+            sections.append(("Representation strength", representation_html(files)))
+    if not any(name == "Representation strength" for name, _ in sections):
+        sections.append(("Representation strength", representation_html(files)))
+
+    by_experiment = pd.read_csv(files.paths["by_experiment"])
+    summary = pd.read_csv(files.paths["summary"])
     summary_html = (
         "<p>Mean ± standard deviation over seeds. ACC: mean accuracy over tasks after the "
         "last task; BWT: backward transfer; FWT: forward transfer against an untrained "
         "network; forgetting: mean drop from the best accuracy on each earlier task.</p>"
-        + table_html(summary_with_spread(by_experiment, metrics))
-        + "<p>Every run:</p>"
-        + table_html(summary)
+        + table_html(summary_with_spread(by_experiment, SUMMARY_COLUMNS))
+        + "<p>Every run:</p>" + table_html(summary)
     )
     sections.append(("Summary", summary_html))
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "
-             "rebuilt by <code>snakemake --cores 4 results/report.html</code>.</p>")
+             "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Per-checkpoint "
+             "figures are folded under each experiment.</p>")
     return render_report("clexp: catastrophic forgetting on Split-MNIST", sections, intro)
+
+
+def representation_html(files: StudyFiles) -> str:
+    """Representation strength three ways after the last task, per experiment (first seed):
+    mean over seen classes of the saliency norm, probe coefficient norm and probe accuracy."""
+    table = _study_table(files, "representation")
+    seed = files.seeds[0]
+    last = table[(table["seed"] == seed)
+                 & (table["task"] == table["experiment"].map(files.tasks))]
+    means = last.groupby("experiment", sort=False)[
+        ["saliency_norm", "probe_coef_norm", "probe_acc"]].mean().reset_index()
+    return (
+        "<p>How strongly h2 still represents each digit after the last task (seed "
+        f"{seed}; means over classes): (1) saliency norm ||(mean_c − mean_all) / std_all||, "
+        "(2) linear-probe coefficient norm, (3) linear-probe accuracy. Per-class values are "
+        f"in <code>{html.escape(files.paths['study_tables']['representation'])}</code> and "
+        "each experiment's probe table.</p>" + table_html(means)
+    )

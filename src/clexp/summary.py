@@ -82,3 +82,32 @@ def accuracy_table(metrics_rows: list[dict]) -> pd.DataFrame:
 
 def _task_names(tasks) -> list[str]:
     return ["[" + ",".join(str(c) for c in task) + "]" for task in tasks]
+
+
+def probe_table(metrics_rows: list[dict]) -> pd.DataFrame:
+    """Linear-probe accuracy per class (rows, 'Class 3') after each task (columns)."""
+    rows = sorted(metrics_rows, key=lambda m: m["task"])
+    classes = rows[-1]["classes_seen"]
+    table = pd.DataFrame({"class": [f"Class {c}" for c in classes]})
+    for m in rows:
+        per_class = m["probe_per_class_acc"] or {}
+        table[f"after task {m['task']}"] = [per_class.get(str(c)) for c in classes]
+    return table
+
+
+def run_curves(metrics_rows: list[dict]) -> pd.DataFrame:
+    """Per checkpoint of one run: accuracies, loss, sparsity, bias statistics, basis size.
+
+    Columns: experiment, seed, task, val_acc, val_loss, probe_acc, population_sparsity, sparsity_h1,
+    sparsity_h2, ogd_basis_size, and `<layer>_bias_<mean|median|std>` where measured.
+    """
+    records = []
+    for m in sorted(metrics_rows, key=lambda m: m["task"]):
+        record = {key: m[key] for key in (
+            "experiment", "seed", "task", "val_acc", "val_loss", "probe_acc",
+            "population_sparsity", "sparsity_h1", "sparsity_h2", "ogd_basis_size")}
+        for layer, stats in (m.get("bias_stats") or {}).items():
+            for name, value in stats.items():
+                record[f"{layer}_bias_{name}"] = value
+        records.append(record)
+    return pd.DataFrame(records)

@@ -81,6 +81,59 @@ def evaluate_loss_accuracy(model: nn.Module, images, labels) -> tuple[float, flo
     return loss, (logits.argmax(1) == labels).float().mean().item()
 
 
+class Instruments:
+    """What `train_task` records besides the epoch log, all cheap enough for every batch.
+
+    - forgetting curve: accuracy on the evaluation sets in `curve_sets` (the current and every
+      earlier task, a bounded number of images each, held as tensors: one batched forward pass)
+      before training, after every `curve_stride`-th batch of the first epoch, then after
+      every epoch;
+    - relative updates: per batch and weight matrix, ||W_after - W_before|| / ||W_before||,
+      with W_before a copy taken before the optimizer step;
+    - gradient sums: the accumulated signed gradient of each weight matrix over the task.
+    """
+
+    def __init__(self, model: MLP, curve_sets=(), curve_stride: int = 1):
+        self.model = model
+        self.curve_sets = list(curve_sets)
+        self.curve_stride = max(1, int(curve_stride))
+        self.layers = model.weight_layers()
+        self.curve: list[dict] = []
+        self.updates: list[dict] = []
+        self.gradient_sums = {
+            name: torch.zeros_like(layer.weight) for name, layer in self.layers.items()
+        }
+        self._before: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def record_curve(self, step: int, epoch: int, batch: int) -> None:
+        if not self.curve_sets:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        for index, (x, y) in enumerate(self.curve_sets, start=1):
+            accuracy = (self.model(x)[0].argmax(1) == y).float().mean().item()
+            self.curve.append({"step": step, "epoch": epoch, "batch": batch,
+                               "eval_task": index, "acc": accuracy})
+        self.model.train(was_training)
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        for name, layer in self.layers.items():
+            self.gradient_sums[name] += layer.weight.grad
+            self._before[name] = layer.weight.detach().clone()
+
+    @torch.no_grad()
+    def after_step(self, step: int, epoch: int, batch: int) -> None:
+        row = {"step": step, "epoch": epoch, "batch": batch}
+        for name, layer in self.layers.items():
+            before = self._before[name]
+            row[name] = ((layer.weight - before).norm() / before.norm()).item()
+        self.updates.append(row)
+        if epoch == 1 and batch % self.curve_stride == 0:
+            self.record_curve(step, epoch, batch)
+
+
 def train_task(
     model: MLP,
     optimizer: torch.optim.Optimizer,
@@ -93,6 +146,7 @@ def train_task(
     eval_labels: torch.Tensor | None = None,
     where: str = "",
     task: int = 1,
+    instruments: Instruments | None = None,
 ) -> dict:
     """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
 
@@ -100,13 +154,16 @@ def train_task(
     the first epoch whose training accuracy reaches the threshold. With a non-empty OGD `basis`,
     every batch gradient is projected onto its orthogonal complement before the step. Raises
     DivergenceError, naming `where`, the epoch and the batch, when the loss is not finite.
+    `instruments`, when given, records the forgetting curve, relative updates and gradients.
     """
     threshold = run["stop_at_train_acc"]
     max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
     batch_size = run["batch_size"]
     count = len(labels)
-    log, stopped_early = [], False
+    log, stopped_early, step = [], False, 0
     model.train()
+    if instruments is not None:
+        instruments.record_curve(step=0, epoch=0, batch=0)
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(count, generator=generator).to(images.device)
         loss_sum = torch.zeros((), device=images.device)
@@ -128,9 +185,14 @@ def train_task(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if instruments is not None:
+                instruments.before_step()
             if basis is not None and basis.shape[0] > 0:
                 project_gradients(model, basis)
             optimizer.step()
+            step += 1
+            if instruments is not None:
+                instruments.after_step(step, epoch, batch)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -138,6 +200,8 @@ def train_task(
         val_loss, val_acc = (float("nan"), float("nan"))
         if eval_images is not None:
             val_loss, val_acc = evaluate_loss_accuracy(model, eval_images, eval_labels)
+        if instruments is not None and epoch > 1:
+            instruments.record_curve(step, epoch, batch)
         log.append({
             "task": task,
             "epoch": epoch,
@@ -174,8 +238,14 @@ def run_training_task(
     checkpoint_path: str | Path,
     previous_checkpoint: str | Path | None = None,
     device: str = "auto",
-) -> list[dict]:
-    """Train task `task` (1-based) of `run` and save its checkpoint; return the epoch log.
+    curve_images_per_task: int = 200,
+    curve_stride: int = 1,
+) -> dict:
+    """Train task `task` (1-based) of `run` and save its checkpoint.
+
+    Returns `log` (a row per epoch), `forgetting_curve` (rows of step, epoch, batch,
+    eval_task, acc), `relative_updates` (rows of step, epoch, batch and one column per weight
+    matrix) and `gradient_sums` (weight-matrix name -> accumulated gradient, numpy).
 
     Task 1 starts from a network initialised with `seed`; task t > 1 resumes model, optimizer,
     OGD basis and random-number generators from `previous_checkpoint`.
@@ -219,6 +289,13 @@ def run_training_task(
     eval_images, eval_labels = to_tensors(
         data["eval_images"][eval_mask], data["eval_labels"][eval_mask], target
     )
+    curve_sets = []
+    for earlier in tasks[:task]:
+        chosen = np.flatnonzero(class_mask(data["eval_labels"], earlier))[:curve_images_per_task]
+        curve_sets.append(
+            to_tensors(data["eval_images"][chosen], data["eval_labels"][chosen], target)
+        )
+    instruments = Instruments(model, curve_sets, curve_stride)
     LOGGER.info(
         "%s task %d: training on %d images of classes %s, lr %g",
         where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
@@ -227,6 +304,7 @@ def run_training_task(
         model, optimizer, images, labels, settings, generator,
         basis=basis if settings["ogd"] else None,
         eval_images=eval_images, eval_labels=eval_labels, where=where, task=task,
+        instruments=instruments,
     )
     if settings["ogd"]:
         direction = average_task_gradient(model, images, labels, settings["batch_size"])
@@ -252,4 +330,9 @@ def run_training_task(
         },
         checkpoint_path,
     )
-    return result["log"]
+    return {
+        "log": result["log"],
+        "forgetting_curve": instruments.curve,
+        "relative_updates": instruments.updates,
+        "gradient_sums": {k: v.cpu().numpy() for k, v in instruments.gradient_sums.items()},
+    }

@@ -49,12 +49,54 @@ wildcard_constraints:
 DATA_FILE = "results/data/dataset.npz"
 CHECKPOINT = "results/{experiment}/seed{seed}/task{task}/checkpoint.pt"
 TRAIN_LOG = "results/{experiment}/seed{seed}/task{task}/train_log.csv"
+FORGETTING_CURVE = "results/{experiment}/seed{seed}/task{task}/forgetting_curve.csv"
+RELATIVE_UPDATES = "results/{experiment}/seed{seed}/task{task}/relative_updates.csv"
+GRADIENT_MAPS = "results/{experiment}/seed{seed}/task{task}/gradient_maps.npz"
 METRICS = "results/{experiment}/seed{seed}/task{task}/metrics.json"
+ANALYSIS = "results/{experiment}/seed{seed}/task{task}/analysis.npz"
+CHECKPOINT_FIGURES = {
+    name: f"results/{{experiment}}/seed{{seed}}/task{{task}}/figures/{name}.png"
+    for name in (
+        "forgetting_curve",
+        "relative_updates",
+        "gradient_maps",
+        "probability_profile",
+        "latent_map",
+        "hidden_features",
+        "weight_histograms",
+    )
+}
 ACCURACY_MATRIX = "results/{experiment}/seed{seed}/accuracy_matrix.csv"
 LEARNING_CURVES = "results/{experiment}/seed{seed}/learning_curves.csv"
-LEARNING_CURVES_FIGURE = "results/{experiment}/seed{seed}/learning_curves.png"
+PROBE_TABLE = "results/{experiment}/seed{seed}/probe_table.csv"
+RUN_CURVES = "results/{experiment}/seed{seed}/run_curves.csv"
+RUN_FIGURES = {
+    name: f"results/{{experiment}}/seed{{seed}}/{name}.png"
+    for name in (
+        "accuracy_matrix",
+        "learning_curves",
+        "probe_progress",
+        "sparsity",
+        "eval_loss",
+        "bias_stats",
+    )
+}
 SUMMARY = "results/summary.csv"
 SUMMARY_BY_EXPERIMENT = "results/summary_by_experiment.csv"
+STUDY_TABLES = {
+    name: f"results/study/{name}.csv"
+    for name in (
+        "l1_sweep",
+        "weight_decay_sweep",
+        "eval_loss_comparison",
+        "forward_transfer",
+        "representation",
+    )
+}
+STUDY_FIGURES = {
+    name: f"results/study/{name}.png"
+    for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison")
+}
 REPORT = "results/report.html"
 LOG_DIR = "results/logs"
 CONDA_ENV = "../envs/clexp.yaml"
@@ -67,10 +109,11 @@ CODE = {
     "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["ogd.py"]],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py"]
+        for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py"]
     ],
     "figures": [
-        str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["figures.py", "summary.py", "metrics.py"]
+        str(SOURCE_DIR / "clexp" / m)
+        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py"]
     ],
     "report": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py"]],
 }
@@ -107,6 +150,10 @@ def run_files(pattern):
 def all_runs(pattern):
     """`pattern` for every selected experiment and seed."""
     return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS]
+
+
+def all_experiment_settings():
+    return {e: training_config(RUNS[e]) for e in EXPERIMENTS}
 
 
 def all_checkpoint_files(pattern):

@@ -1,6 +1,7 @@
 rule evaluate_checkpoint:
     output:
         metrics=METRICS,
+        analysis=ANALYSIS,
     input:
         checkpoint=CHECKPOINT,
         data=DATA_FILE,
@@ -8,6 +9,7 @@ rule evaluate_checkpoint:
     params:
         run=run_params,
         probe=config["probe"],
+        analysis=config["analysis"],
         device=config["device"],
     log:
         f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",

@@ -1,8 +1,30 @@
+rule plot_checkpoint:
+    output:
+        **CHECKPOINT_FIGURES,
+    input:
+        forgetting_curve=FORGETTING_CURVE,
+        relative_updates=RELATIVE_UPDATES,
+        gradient_maps=GRADIENT_MAPS,
+        analysis=ANALYSIS,
+        code=CODE["figures"],
+    log:
+        f"{LOG_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/plot_checkpoint.py"
+
+
 rule plot_run:
     output:
         accuracy_matrix=ACCURACY_MATRIX,
         learning_curves=LEARNING_CURVES,
-        learning_curves_figure=LEARNING_CURVES_FIGURE,
+        probe_table=PROBE_TABLE,
+        run_curves=RUN_CURVES,
+        **{f"{name}_figure": path for name, path in RUN_FIGURES.items()},
     input:
         metrics=run_files(METRICS),
         train_logs=run_files(TRAIN_LOG),
@@ -16,3 +38,25 @@ rule plot_run:
         mem_mb=500,
     script:
         "../scripts/plot_run.py"
+
+
+rule plot_study:
+    output:
+        **{f"{name}_table": path for name, path in STUDY_TABLES.items()},
+        **{f"{name}_figure": path for name, path in STUDY_FIGURES.items()},
+    input:
+        summary=SUMMARY,
+        run_curves=all_runs(RUN_CURVES),
+        metrics=all_checkpoint_files(METRICS),
+        code=CODE["figures"],
+    params:
+        settings=all_experiment_settings(),
+    log:
+        f"{LOG_DIR}/plot_study.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/plot_study.py"

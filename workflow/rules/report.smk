@@ -22,18 +22,30 @@ rule report:
     input:
         summary=SUMMARY,
         by_experiment=SUMMARY_BY_EXPERIMENT,
-        accuracy_matrices=all_runs(ACCURACY_MATRIX),
-        learning_curves=all_runs(LEARNING_CURVES_FIGURE),
+        study=list(STUDY_TABLES.values()) + list(STUDY_FIGURES.values()),
+        runs=[all_runs(p) for p in [ACCURACY_MATRIX, PROBE_TABLE, *RUN_FIGURES.values()]],
+        checkpoints=[all_checkpoint_files(p) for p in CHECKPOINT_FIGURES.values()],
         code=CODE["report"],
     params:
         experiments=EXPERIMENTS,
         seeds=SEEDS,
+        tasks={e: num_tasks(e) for e in EXPERIMENTS},
+        paths={
+            "summary": SUMMARY,
+            "by_experiment": SUMMARY_BY_EXPERIMENT,
+            "accuracy_matrix": ACCURACY_MATRIX,
+            "probe_table": PROBE_TABLE,
+            "run_figures": RUN_FIGURES,
+            "checkpoint_figures": CHECKPOINT_FIGURES,
+            "study_tables": STUDY_TABLES,
+            "study_figures": STUDY_FIGURES,
+        },
     log:
         f"{LOG_DIR}/report.log",
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=1000,
     script:
         "../scripts/report.py"

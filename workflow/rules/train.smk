@@ -2,6 +2,9 @@ rule train_task:
     output:
         checkpoint=CHECKPOINT,
         log_table=TRAIN_LOG,
+        forgetting_curve=FORGETTING_CURVE,
+        relative_updates=RELATIVE_UPDATES,
+        gradient_maps=GRADIENT_MAPS,
     input:
         data=DATA_FILE,
         previous=previous_checkpoint,
@@ -9,6 +12,8 @@ rule train_task:
     params:
         run=training_params,
         device=config["device"],
+        curve_stride=config["analysis"]["forgetting_curve_stride"],
+        curve_images_per_task=config["analysis"]["forgetting_curve_images_per_task"],
     log:
         f"{LOG_DIR}/train_task/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:

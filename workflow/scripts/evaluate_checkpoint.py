@@ -1,4 +1,4 @@
-"""evaluate_checkpoint: accuracies, sparsity and probes of one checkpoint -> metrics.json."""
+"""evaluate_checkpoint: accuracies, sparsity, probes and analysis arrays of one checkpoint."""
 
 from clexp.joblog import log_stderr_to
 
@@ -9,9 +9,9 @@ from clexp.threads import limit_threads  # noqa: E402
 limit_threads(snakemake.threads)
 
 from clexp.evaluation import evaluate_checkpoint  # noqa: E402
-from clexp.files import write_json  # noqa: E402
+from clexp.files import write_json, write_npz  # noqa: E402
 
-metrics = evaluate_checkpoint(
+metrics, arrays = evaluate_checkpoint(
     snakemake.params.run,
     seed=int(snakemake.wildcards.seed),
     task=int(snakemake.wildcards.task),
@@ -19,5 +19,7 @@ metrics = evaluate_checkpoint(
     data_path=snakemake.input.data,
     probe_settings=snakemake.params.probe,
     device=snakemake.params.device,
+    analysis_settings=snakemake.params.analysis,
 )
+write_npz(arrays, snakemake.output.analysis)
 write_json(metrics, snakemake.output.metrics)

@@ -1,4 +1,4 @@
-"""plot_run: accuracy matrix table and learning curves of one run (experiment, seed)."""
+"""plot_run: the tables and figures of one run (experiment, seed) across its tasks."""
 
 from clexp.joblog import log_stderr_to
 
@@ -10,15 +10,39 @@ limit_threads(snakemake.threads, torch_too=False)
 
 import pandas as pd  # noqa: E402
 
-from clexp.figures import plot_learning_curves  # noqa: E402
+from clexp import figures  # noqa: E402
 from clexp.files import read_json, write_csv  # noqa: E402
-from clexp.summary import accuracy_table  # noqa: E402
+from clexp.summary import accuracy_table, probe_table, run_curves  # noqa: E402
 
 experiment, seed = snakemake.wildcards.experiment, snakemake.wildcards.seed
+run = f"{experiment}, seed {seed}"
+out = snakemake.output
 metrics = [read_json(path) for path in snakemake.input.metrics]
-write_csv(accuracy_table(metrics), snakemake.output.accuracy_matrix)
+
+matrix = accuracy_table(metrics)
+write_csv(matrix, out.accuracy_matrix)
+figures.plot_accuracy_matrix(matrix, f"Accuracy matrix: {run}", out.accuracy_matrix_figure)
 log = pd.concat([pd.read_csv(path) for path in snakemake.input.train_logs], ignore_index=True)
-series = plot_learning_curves(
-    log, f"{experiment}, seed {seed}: learning curves", snakemake.output.learning_curves_figure
+write_csv(
+    figures.plot_learning_curves(log, f"Learning curves: {run}", out.learning_curves_figure),
+    out.learning_curves,
 )
-write_csv(series, snakemake.output.learning_curves)
+
+probes = probe_table(metrics)
+write_csv(probes, out.probe_table)
+progress = probes.set_index("class").T.reset_index(drop=True)
+progress.insert(0, "task", range(1, len(progress) + 1))
+figures.plot_lines_per_task(progress, [c for c in progress.columns if c != "task"],
+                            "linear-probe accuracy", f"Probe accuracy per class: {run}",
+                            out.probe_progress_figure)
+
+curves = run_curves(metrics)
+write_csv(curves, out.run_curves)
+figures.plot_lines_per_task(curves, ["population_sparsity", "sparsity_h1", "sparsity_h2"],
+                            "fraction of exact zeros", f"Population sparsity: {run}",
+                            out.sparsity_figure)
+figures.plot_lines_per_task(curves, ["val_loss"], "evaluation loss (seen classes)",
+                            f"Evaluation loss: {run}", out.eval_loss_figure)
+bias_columns = [c for c in curves.columns if "_bias_" in c and c.startswith(("fc1", "fc2"))]
+figures.plot_lines_per_task(curves, bias_columns, "hidden-layer bias statistic",
+                            f"Bias statistics: {run}", out.bias_stats_figure)

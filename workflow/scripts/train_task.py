@@ -1,4 +1,4 @@
-"""train_task: resume from task t-1's checkpoint, train task t, write checkpoint and log."""
+"""train_task: resume from task t-1's checkpoint, train task t, write checkpoint and records."""
 
 from clexp.joblog import log_stderr_to
 
@@ -10,10 +10,10 @@ limit_threads(snakemake.threads)
 
 import pandas as pd  # noqa: E402
 
-from clexp.files import write_csv  # noqa: E402
+from clexp.files import write_csv, write_npz  # noqa: E402
 from clexp.training import LOG_COLUMNS, run_training_task  # noqa: E402
 
-log = run_training_task(
+result = run_training_task(
     snakemake.params.run,
     seed=int(snakemake.wildcards.seed),
     task=int(snakemake.wildcards.task),
@@ -21,5 +21,10 @@ log = run_training_task(
     checkpoint_path=snakemake.output.checkpoint,
     previous_checkpoint=snakemake.input.previous or None,
     device=snakemake.params.device,
+    curve_images_per_task=snakemake.params.curve_images_per_task,
+    curve_stride=snakemake.params.curve_stride,
 )
-write_csv(pd.DataFrame(log, columns=LOG_COLUMNS), snakemake.output.log_table)
+write_csv(pd.DataFrame(result["log"], columns=LOG_COLUMNS), snakemake.output.log_table)
+write_csv(pd.DataFrame(result["forgetting_curve"]), snakemake.output.forgetting_curve)
+write_csv(pd.DataFrame(result["relative_updates"]), snakemake.output.relative_updates)
+write_npz(result["gradient_sums"], snakemake.output.gradient_maps)

@@ -1,0 +1,147 @@
+"""Measurements of a checkpoint beyond accuracy, on numpy arrays (no torch).
+
+`checkpoint_analysis` returns the arrays of `analysis.npz` and the scalars added to
+`metrics.json`. Schema of `analysis.npz` (per checkpoint):
+
+- `hist_<layer>_weight_counts`, `hist_<layer>_weight_edges`, `hist_<layer>_bias_counts`,
+  `hist_<layer>_bias_edges` for layer in fc1, fc2, fc3 (40 bins);
+- `hidden_features` (n x 84, h2 of a fixed batch of evaluation images of the seen classes,
+  sorted by label) and `hidden_features_labels`;
+- `profile` (seen classes x 10: mean softmax output per true class), `profile_classes`;
+- `example_images` (n x 28 x 28 uint8), `example_labels`, `example_predictions`,
+  `example_top5_classes`, `example_top5_probs`: the strip of example images, old and new
+  classes in turn;
+- `tsne_h2` (m x 2), `tsne_labels` (m), and `tsne_h1` when asked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYERS = ("fc1", "fc2", "fc3")
+HISTOGRAM_BINS = 40
+
+
+def summary_statistics(values: np.ndarray) -> dict[str, float]:
+    """Mean, median and standard deviation."""
+    return {"mean": float(np.mean(values)), "median": float(np.median(values)),
+            "std": float(np.std(values))}
+
+
+def layer_statistics(parameters: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+    """Weight and bias statistics per layer, and their histograms.
+
+    `parameters` maps `fc1.weight`, `fc1.bias`, ... to arrays. Returns (weight_stats,
+    bias_stats, histogram arrays for analysis.npz).
+    """
+    weight_stats, bias_stats, histograms = {}, {}, {}
+    for layer in LAYERS:
+        for kind, stats in (("weight", weight_stats), ("bias", bias_stats)):
+            values = parameters[f"{layer}.{kind}"].ravel()
+            stats[layer] = summary_statistics(values)
+            counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+            histograms[f"hist_{layer}_{kind}_counts"] = counts
+            histograms[f"hist_{layer}_{kind}_edges"] = edges
+    return weight_stats, bias_stats, histograms
+
+
+def saliency_norms(features: np.ndarray, labels: np.ndarray, classes) -> dict[str, float]:
+    """Per class, ||(mean_c - mean_all) / std_all||: how far the class sits from the crowd.
+
+    Units that never vary (std 0, e.g. dead units) carry no information and are left out.
+    """
+    mean_all, std_all = features.mean(axis=0), features.std(axis=0)
+    alive = std_all > 0
+    return {
+        str(c): float(np.linalg.norm(
+            (features[labels == c].mean(axis=0)[alive] - mean_all[alive]) / std_all[alive]
+        ))
+        for c in classes
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def probability_profile(probabilities: np.ndarray, labels: np.ndarray, classes) -> np.ndarray:
+    """Mean softmax output per true class: rows = `classes`, columns = the ten outputs."""
+    return np.stack([probabilities[labels == c].mean(axis=0) for c in classes])
+
+
+def example_indices(labels: np.ndarray, tasks_seen, count: int) -> np.ndarray:
+    """Up to `count` evaluation images, alternating between the oldest and the newest task's
+    classes (then the others), so the strip shows what was forgotten and what was learned."""
+    order = [tasks_seen[0], tasks_seen[-1]] + list(tasks_seen[1:-1])
+    classes = [c for task in order for c in task]
+    classes = list(dict.fromkeys(classes))
+    pools = {c: list(np.flatnonzero(labels == c)) for c in classes}
+    chosen: list[int] = []
+    while len(chosen) < count and any(pools.values()):
+        for c in classes:
+            if pools[c] and len(chosen) < count:
+                chosen.append(pools[c].pop(0))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def tsne_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE (scikit-learn, PCA initialisation, fixed seed)."""
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, max(2.0, (len(features) - 1) / 3))
+    return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity,
+                learning_rate="auto").fit_transform(features.astype(np.float32))
+
+
+def checkpoint_analysis(
+    parameters: dict[str, np.ndarray],
+    eval_images: np.ndarray,
+    eval_labels: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    tasks_seen,
+    settings: dict,
+    tsne_h1: bool = False,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays of analysis.npz and the metrics.json additions of one checkpoint.
+
+    `outputs` holds `logits`, `h1`, `h2` of every evaluation image; `settings` is the
+    config's `analysis` section.
+    """
+    seen = [c for task in tasks_seen for c in task]
+    weight_stats, bias_stats, arrays = layer_statistics(parameters)
+    mask = np.isin(eval_labels, seen)
+    seen_index = np.flatnonzero(mask)
+    labels = eval_labels[seen_index]
+
+    rng = np.random.default_rng(0)
+    fixed = np.sort(rng.permutation(seen_index)[: settings["hidden_features_images"]])
+    fixed = fixed[np.argsort(eval_labels[fixed], kind="stable")]
+    arrays["hidden_features"] = outputs["h2"][fixed]
+    arrays["hidden_features_labels"] = eval_labels[fixed]
+
+    probabilities = softmax(outputs["logits"])
+    arrays["profile"] = probability_profile(probabilities[seen_index], labels, seen)
+    arrays["profile_classes"] = np.asarray(seen)
+
+    examples = example_indices(eval_labels, tasks_seen, settings["example_images"])
+    top5 = np.argsort(-probabilities[examples], axis=1)[:, :5]
+    arrays["example_images"] = eval_images[examples].reshape(-1, 28, 28)
+    arrays["example_labels"] = eval_labels[examples]
+    arrays["example_predictions"] = probabilities[examples].argmax(axis=1)
+    arrays["example_top5_classes"] = top5
+    arrays["example_top5_probs"] = np.take_along_axis(probabilities[examples], top5, axis=1)
+
+    sample = np.sort(rng.permutation(seen_index)[: settings["tsne_images"]])
+    arrays["tsne_labels"] = eval_labels[sample]
+    arrays["tsne_h2"] = tsne_embedding(outputs["h2"][sample])
+    if tsne_h1:
+        arrays["tsne_h1"] = tsne_embedding(outputs["h1"][sample])
+
+    scalars = {
+        "weight_stats": weight_stats,
+        "bias_stats": bias_stats,
+        "saliency_norm": saliency_norms(outputs["h2"][seen_index], labels, seen),
+    }
+    return arrays, scalars

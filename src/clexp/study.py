@@ -1,0 +1,107 @@
+"""Tables across experiments: the sweeps and comparisons of the study (no torch).
+
+Each table is built from the experiments of the run that fit it, chosen by their settings
+(not by name), so a user's own experiments join the comparisons they belong to.
+
+- `l1_sweep`: joint training without normalisation or dropout, by L1 lambda;
+- `weight_decay_sweep`: plain sequential training, by weight decay;
+- `eval_loss_comparison`: evaluation loss per task of plain, BN and OGD + BN sequential runs;
+- `forward_transfer_table`: the probe on not-yet-trained classes after every task;
+- `representation_table`: per class, saliency norm, probe coefficient norm and probe accuracy.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False}
+
+
+def _matches(settings: dict, **wanted) -> bool:
+    return all(settings.get(key) == value for key, value in wanted.items())
+
+
+def _final_means(summary: pd.DataFrame) -> pd.DataFrame:
+    numeric = summary.drop(columns=["seed"]).groupby("experiment", sort=False).mean()
+    return numeric.reset_index()
+
+
+def l1_sweep(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
+    """Lambda vs final accuracy, sparsity and evaluation loss (means over seeds)."""
+    chosen = [e for e, s in settings.items()
+              if _matches(s, joint=True, norm="none", dropout=0.0, ogd=False)]
+    table = _final_means(summary[summary["experiment"].isin(chosen)])
+    table.insert(1, "l1_activation", [settings[e]["l1_activation"] for e in table["experiment"]])
+    columns = ["experiment", "l1_activation", "final_val_acc", "final_sparsity",
+               "final_val_loss", "final_probe_acc"]
+    return table[columns].sort_values("l1_activation").reset_index(drop=True)
+
+
+def weight_decay_sweep(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
+    """Weight decay vs final accuracy, probe, sparsity and forgetting (means over seeds)."""
+    chosen = [e for e, s in settings.items() if _matches(s, joint=False, **PLAIN)
+              and s["optimizer"] == "adamw"]
+    table = _final_means(summary[summary["experiment"].isin(chosen)])
+    table.insert(1, "weight_decay", [settings[e]["weight_decay"] for e in table["experiment"]])
+    table.insert(2, "stop_at_train_acc",
+                 [settings[e]["stop_at_train_acc"] for e in table["experiment"]])
+    columns = ["experiment", "weight_decay", "stop_at_train_acc", "final_val_acc",
+               "final_probe_acc", "final_sparsity", "avg_forgetting", "total_epochs"]
+    return table[columns].sort_values(["weight_decay", "experiment"]).reset_index(drop=True)
+
+
+def eval_loss_groups(settings: dict[str, dict]) -> dict[str, str]:
+    """experiment -> 'plain', 'BN' or 'OGD + BN' for the evaluation-loss comparison."""
+    groups = {}
+    for experiment, s in settings.items():
+        if s["joint"] or s["dropout"] or s["l1_activation"]:
+            continue
+        if s["ogd"] and s["norm"] == "batch":
+            groups[experiment] = "OGD + BN"
+        elif not s["ogd"] and s["norm"] == "batch" and s["stop_at_train_acc"] is None:
+            groups[experiment] = "BN"
+        elif (not s["ogd"] and s["norm"] == "none" and s["stop_at_train_acc"] is None
+              and s["weight_decay"] == 0.01):
+            groups[experiment] = "plain"
+    return groups
+
+
+def eval_loss_comparison(curves: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
+    """Evaluation loss on the seen classes after each task, mean over seeds.
+
+    `curves` holds the run curves of every run with `experiment` and `seed` columns.
+    """
+    groups = eval_loss_groups(settings)
+    chosen = curves[curves["experiment"].isin(groups)]
+    table = chosen.groupby(["experiment", "task"], sort=False)["val_loss"].mean().reset_index()
+    table.insert(1, "group", table["experiment"].map(groups))
+    return table
+
+
+def forward_transfer_table(metrics: list[dict]) -> pd.DataFrame:
+    """The probe on the not-yet-trained classes after every task, where it was asked."""
+    records = [
+        {"experiment": m["experiment"], "seed": m["seed"], "task": m["task"],
+         "first_task": str(m["tasks"][0]), "unseen_classes": str(m["probe_unseen_classes"]),
+         "probe_unseen_acc": m["probe_unseen_acc"], "probe_all_acc": m.get("probe_all_acc")}
+        for m in metrics if m.get("probe_unseen_acc") is not None
+    ]
+    columns = ["experiment", "seed", "task", "first_task", "unseen_classes",
+               "probe_unseen_acc", "probe_all_acc"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def representation_table(metrics: list[dict]) -> pd.DataFrame:
+    """Representation strength three ways, per experiment, seed, task and seen class."""
+    records = []
+    for m in metrics:
+        for cls in m["classes_seen"]:
+            key = str(cls)
+            records.append({
+                "experiment": m["experiment"], "seed": m["seed"], "task": m["task"],
+                "class": cls,
+                "saliency_norm": (m.get("saliency_norm") or {}).get(key),
+                "probe_coef_norm": (m.get("probe_coef_norm") or {}).get(key),
+                "probe_acc": (m.get("probe_per_class_acc") or {}).get(key),
+            })
+    return pd.DataFrame(records)
