@@ -46,7 +46,7 @@ def test_schema_fills_top_level_defaults():
     ("change", "message"),
     [
         (lambda c: c.update(learning_rate=0.1),
-         r"\(top level\): unknown key\(s\) 'learning_rate'; allowed keys: data_root"),
+         r"\(top level\): unknown key\(s\) 'learning_rate'; allowed keys: analysis, data_root"),
         (lambda c: c["defaults"].update(lr="fast"), r"defaults.lr: expected number, got str"),
         (lambda c: c["experiments"]["seq"].update(optimiser="adamw"),
          r"experiments.seq: unknown key\(s\) 'optimiser'; allowed keys: .*optimizer"),

@@ -215,7 +215,7 @@ def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_pa
     assert not (project / "results/boom/seed0/task1/checkpoint.pt").exists()
 
 
-FINAL_METRICS = "results/seq/seed0/task5/metrics.json"
+ALL_METRICS = [f"results/seq/seed0/task{t}/metrics.json" for t in range(1, 6)]
 
 
 def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
@@ -223,7 +223,7 @@ def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "2", FINAL_METRICS],
+        [sys.executable, "-m", "snakemake", "--cores", "2", *ALL_METRICS],
         cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -257,14 +257,14 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
 
     # A killed Snakemake leaves its lock behind; --unlock is the documented first step.
     assert snakemake(killed, "--unlock").returncode == 0
-    resumed = snakemake(killed, "--rerun-incomplete", FINAL_METRICS)
+    resumed = snakemake(killed, "--rerun-incomplete", *ALL_METRICS)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # Task 2 was not retrained: task 3 resumed from its checkpoint.
     assert (killed / "results/seq/seed0/task2/checkpoint.pt").stat().st_mtime == task2_before
 
     clean = make_project(tmp_path / "clean", config)
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", FINAL_METRICS],
+        [sys.executable, "-m", "snakemake", "--cores", "1", *ALL_METRICS],
         cwd=clean, capture_output=True, text=True, timeout=900,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )

@@ -49,7 +49,7 @@ def test_every_checkpoint_has_a_metrics_file_with_the_documented_keys(tiny_run):
             assert set(metrics["per_class_acc"]) == {str(c) for c in metrics["classes_seen"]}
             assert 0.0 <= metrics["population_sparsity"] <= 1.0
             log = pd.read_csv(folder / "train_log.csv")
-            assert len(log) == metrics["epochs_run"] == 1
+            assert len(log) == metrics["epochs_run"] == 2
 
 
 def test_seen_classes_grow_task_by_task(tiny_run):

@@ -179,34 +179,40 @@ def _study_table(files: StudyFiles, name: str, digits: int = 3) -> pd.DataFrame:
 
 def build_report(files: StudyFiles) -> str:
     """The study report, organised like the study; each section holds only experiments of
-    this run, plus the cross-experiment tables and figures that belong to it."""
+    this run. A cross-experiment table or figure goes to the section it belongs to, or to the
+    summary when that section has no experiment in this run."""
     groups = group_experiments(files.experiments)
-    extras = {
-        "Weight decay": ("weight_decay_sweep", "Weight-decay sweep (means over seeds)"),
-        "Sparsity": ("l1_sweep", "L1 sweep: lambda vs accuracy vs sparsity (means over seeds)"),
-        "OGD": ("eval_loss_comparison", "Evaluation loss: plain vs BN vs OGD + BN"),
-    }
-    sections = []
+    section_html = {section: [] for section in groups}
+    section_html["Representation strength"] = [representation_html(files)]
+    summary_parts: list[str] = []
+
+    def place(home: str, content: str) -> None:
+        section_html.get(home, summary_parts).append(content)
+
+    for home, name, caption in (
+        ("Weight decay", "weight_decay_sweep", "Weight-decay sweep (means over seeds)"),
+        ("Sparsity", "l1_sweep", "L1 sweep: lambda vs accuracy vs sparsity (means over seeds)"),
+        ("OGD", "eval_loss_comparison", "Evaluation loss: plain vs BN vs OGD + BN"),
+    ):
+        table = _study_table(files, name)
+        if not table.empty:
+            place(home, f"<p>{html.escape(caption)}:</p>" + table_html(table)
+                  + figure_html(files.paths["study_figures"][name], caption))
+    transfer = _study_table(files, "forward_transfer")
+    if not transfer.empty:
+        place("Forward transfer", "<p>Probe on the not-yet-trained digits after every task "
+              "(forward transfer):</p>" + table_html(transfer))
     for section, members in groups.items():
-        parts = []
-        if section in extras:
-            name, caption = extras[section]
-            table = _study_table(files, name)
-            if not table.empty:
-                parts.append(f"<p>{html.escape(caption)}:</p>" + table_html(table))
-                parts.append(figure_html(files.paths["study_figures"][name], caption))
-        if section == "Forward transfer" or (section == "Normalisation"
-                                              and "Forward transfer" not in groups):
-            table = _study_table(files, "forward_transfer")
-            if not table.empty:
-                parts.append("<p>Probe on the not-yet-trained digits after every task "
-                             "(forward transfer):</p>" + table_html(table))
-        parts.extend(experiment_html(files, experiment) for experiment in members)
-        sections.append((section, "".join(parts)))
-        if section == "Sparsity" or (section == "Normalisation" and "Sparsity" not in groups):
-            sections.append(("Representation strength", representation_html(files)))
-    if not any(name == "Representation strength" for name, _ in sections):
-        sections.append(("Representation strength", representation_html(files)))
+        section_html[section].extend(experiment_html(files, e) for e in members)
+
+    # The study's order: representation strength comes after the sparsity experiments.
+    order = (
+        [s for s in ("Bounds", "Normalisation", "Dropout", "Weight decay", "Sparsity")
+         if s in groups]
+        + ["Representation strength"]
+        + [s for s in ("Forward transfer", "OGD", "Other experiments") if s in groups]
+    )
+    sections = [(name, "".join(section_html[name])) for name in order]
 
     by_experiment = pd.read_csv(files.paths["by_experiment"])
     summary = pd.read_csv(files.paths["summary"])
@@ -215,7 +221,7 @@ def build_report(files: StudyFiles) -> str:
         "last task; BWT: backward transfer; FWT: forward transfer against an untrained "
         "network; forgetting: mean drop from the best accuracy on each earlier task.</p>"
         + table_html(summary_with_spread(by_experiment, SUMMARY_COLUMNS))
-        + "<p>Every run:</p>" + table_html(summary)
+        + "<p>Every run:</p>" + table_html(summary) + "".join(summary_parts)
     )
     sections.append(("Summary", summary_html))
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "

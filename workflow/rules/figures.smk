@@ -1,6 +1,15 @@
 rule plot_checkpoint:
     output:
-        **CHECKPOINT_FIGURES,
+        **{
+            name: report(
+                path,
+                caption="../report/checkpoint_figure.rst",
+                category="Checkpoints",
+                subcategory="{experiment}",
+                labels={"figure": name, "seed": "{seed}", "task": "{task}"},
+            )
+            for name, path in CHECKPOINT_FIGURES.items()
+        },
     input:
         forgetting_curve=FORGETTING_CURVE,
         relative_updates=RELATIVE_UPDATES,
@@ -24,7 +33,16 @@ rule plot_run:
         learning_curves=LEARNING_CURVES,
         probe_table=PROBE_TABLE,
         run_curves=RUN_CURVES,
-        **{f"{name}_figure": path for name, path in RUN_FIGURES.items()},
+        **{
+            f"{name}_figure": report(
+                path,
+                caption="../report/run_figure.rst",
+                category="Runs",
+                subcategory="{experiment}",
+                labels={"figure": name, "seed": "{seed}"},
+            )
+            for name, path in RUN_FIGURES.items()
+        },
     input:
         metrics=run_files(METRICS),
         train_logs=run_files(TRAIN_LOG),
@@ -43,7 +61,15 @@ rule plot_run:
 rule plot_study:
     output:
         **{f"{name}_table": path for name, path in STUDY_TABLES.items()},
-        **{f"{name}_figure": path for name, path in STUDY_FIGURES.items()},
+        **{
+            f"{name}_figure": report(
+                path,
+                caption="../report/study_figure.rst",
+                category="Study",
+                labels={"figure": name},
+            )
+            for name, path in STUDY_FIGURES.items()
+        },
     input:
         summary=SUMMARY,
         run_curves=all_runs(RUN_CURVES),
