@@ -21,5 +21,6 @@ include: "workflow/rules/report.smk"
 
 rule all:
     default_target: True
+    localrule: True
     input:
         REPORT,

@@ -59,6 +59,7 @@ rule plot_run:
 
 
 rule plot_study:
+    localrule: True
     output:
         **{f"{name}_table": path for name, path in STUDY_TABLES.items()},
         **{

@@ -1,4 +1,5 @@
 rule summarize:
+    localrule: True
     output:
         summary=SUMMARY,
         by_experiment=SUMMARY_BY_EXPERIMENT,
@@ -17,6 +18,7 @@ rule summarize:
 
 
 rule report:
+    localrule: True
     output:
         REPORT,
     input:
