@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from clexp.bench import rule_time_table
+
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -224,6 +226,12 @@ def build_report(files: StudyFiles) -> str:
         + "<p>Every run:</p>" + table_html(summary) + "".join(summary_parts)
     )
     sections.append(("Summary", summary_html))
+    timing = rule_time_table(files.paths["benchmarks"]) if files.paths.get("benchmarks") else None
+    if timing is not None and not timing.empty:
+        sections.append(("Where the time goes", (
+            "<p>Seconds and peak memory per rule, from the <code>benchmark:</code> files of "
+            "the jobs finished before this report (informational: timings are not study "
+            "results and do not make the report stale).</p>" + table_html(timing, digits=2))))
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "
              "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Per-checkpoint "
              "figures are folded under each experiment.</p>")

@@ -52,7 +52,9 @@ def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optim
     """AdamW (decoupled weight decay) or SGD, at the task's learning rate."""
     lr = task_learning_rate(run, task)
     if run["optimizer"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"])
+        # foreach: the multi-tensor implementation, same arithmetic, fewer Python calls.
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"],
+                                 foreach=True)
     if run["optimizer"] == "sgd":
         return torch.optim.SGD(
             model.parameters(), lr=lr, momentum=run["momentum"], weight_decay=run["weight_decay"]
@@ -125,10 +127,12 @@ class Instruments:
 
     @torch.no_grad()
     def after_step(self, step: int, epoch: int, batch: int) -> None:
+        ratios = torch.stack([
+            (layer.weight - self._before[name]).norm() / self._before[name].norm()
+            for name, layer in self.layers.items()
+        ]).tolist()  # one synchronisation for all layers
         row = {"step": step, "epoch": epoch, "batch": batch}
-        for name, layer in self.layers.items():
-            before = self._before[name]
-            row[name] = ((layer.weight - before).norm() / before.norm()).item()
+        row.update(zip(self.layers, ratios, strict=True))
         self.updates.append(row)
         if epoch == 1 and batch % self.curve_stride == 0:
             self.record_curve(step, epoch, batch)

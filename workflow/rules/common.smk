@@ -99,6 +99,7 @@ STUDY_FIGURES = {
 }
 REPORT = "results/report.html"
 LOG_DIR = "results/logs"
+BENCHMARK_DIR = "results/benchmarks"
 CONDA_ENV = "../envs/clexp.yaml"
 
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
@@ -115,7 +116,9 @@ CODE = {
         str(SOURCE_DIR / "clexp" / m)
         for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py"]
     ],
-    "report": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py"]],
+    "report": [
+        str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py", "bench.py"]
+    ],
 }
 
 

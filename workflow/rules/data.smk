@@ -8,6 +8,8 @@ rule prepare_data:
         data_root=config["data_root"],
         download=config["download"],
         subset=config["data_subset"],
+    benchmark:
+        f"{BENCHMARK_DIR}/prepare_data.tsv"
     log:
         f"{LOG_DIR}/prepare_data.log",
     conda:

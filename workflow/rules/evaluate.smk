@@ -11,6 +11,8 @@ rule evaluate_checkpoint:
         probe=config["probe"],
         analysis=config["analysis"],
         device=config["device"],
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:
         f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:

@@ -16,6 +16,8 @@ rule plot_checkpoint:
         gradient_maps=GRADIENT_MAPS,
         analysis=ANALYSIS,
         code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:
         f"{LOG_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
@@ -47,6 +49,8 @@ rule plot_run:
         metrics=run_files(METRICS),
         train_logs=run_files(TRAIN_LOG),
         code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_run/{{experiment}}/seed{{seed}}.tsv"
     log:
         f"{LOG_DIR}/plot_run/{{experiment}}/seed{{seed}}.log",
     conda:
@@ -78,6 +82,8 @@ rule plot_study:
         code=CODE["figures"],
     params:
         settings=all_experiment_settings(),
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_study.tsv"
     log:
         f"{LOG_DIR}/plot_study.log",
     conda:

@@ -6,6 +6,8 @@ rule summarize:
     input:
         metrics=all_checkpoint_files(METRICS),
         code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/summarize.tsv"
     log:
         f"{LOG_DIR}/summarize.log",
     conda:
@@ -41,7 +43,10 @@ rule report:
             "checkpoint_figures": CHECKPOINT_FIGURES,
             "study_tables": STUDY_TABLES,
             "study_figures": STUDY_FIGURES,
+            "benchmarks": BENCHMARK_DIR,
         },
+    benchmark:
+        f"{BENCHMARK_DIR}/report.tsv"
     log:
         f"{LOG_DIR}/report.log",
     conda:

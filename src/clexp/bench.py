@@ -1,0 +1,224 @@
+"""Benchmarks of the study's cost: `python -m clexp.bench --help`.
+
+- `loop`: clexp's train loop (batches sliced from tensors held in memory) against the
+  common reference loop (a DataLoader over a map-style dataset, batch 64), same model, data,
+  epochs and seed, side by side in one process; median of repeats and their ratio.
+- `study`: the whole workflow from an empty results/ in a scratch copy of the project: wall
+  time of `snakemake --cores N results/report.html`, seconds and peak memory per rule (from
+  the `benchmark:` files every rule writes), the no-op dry run, and a one-experiment edit's
+  rerun.
+
+Both print a table and write `results/benchmarks/bench.json` (or `--output`). Numbers are
+printed, never asserted: the targets are judged by a reader, not by a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rule_time_table(benchmark_dir: str | Path) -> pd.DataFrame:
+    """Per rule: jobs, total and median seconds, peak RSS (MB), from Snakemake's benchmark
+    TSVs under `benchmark_dir` (one folder or file per rule)."""
+    records = []
+    for path in Path(benchmark_dir).rglob("*.tsv"):
+        rule = path.relative_to(benchmark_dir).parts[0].removesuffix(".tsv")
+        row = pd.read_csv(path, sep="\t").iloc[0]
+        max_rss = pd.to_numeric(row.get("max_rss"), errors="coerce")
+        records.append({"rule": rule, "seconds": float(row["s"]), "max_rss_mb": max_rss})
+    if not records:
+        return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "max_rss_mb"])
+    frame = pd.DataFrame(records)
+    table = frame.groupby("rule").agg(
+        jobs=("seconds", "size"), total_s=("seconds", "sum"), median_s=("seconds", "median"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
+    return table.sort_values("total_s", ascending=False).reset_index()
+
+
+# ---- train loop ----
+
+
+def _reference_loop(model, optimizer, images, labels, epochs, batch_size, seed):
+    """The common way: a map-style Dataset, a DataLoader, per-item indexing and collation."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Images(Dataset):
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, index):
+            return self.x[index], self.y[index]
+
+    loader = DataLoader(Images(images, labels), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    model.train()
+    for _ in range(epochs):
+        for x, y in loader:
+            logits, _ = model(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+def bench_loop(data_path: Path, repeats: int, epochs: int) -> dict:
+    """Images per second of clexp's loop and of the DataLoader reference (same work)."""
+    import numpy as np
+    import torch
+
+    from clexp.config import DEFAULT_OPTIONS
+    from clexp.data import class_mask, load_dataset
+    from clexp.model import MLP
+    from clexp.training import Instruments, build_optimizer, to_tensors, train_task
+
+    data = load_dataset(data_path)
+    mask = class_mask(data["train_labels"], [1, 2])
+    images, labels = to_tensors(data["train_images"][mask], data["train_labels"][mask], "cpu")
+    run = dict(DEFAULT_OPTIONS, epochs=epochs)
+    work = len(labels) * epochs
+    timings: dict[str, list[float]] = {"clexp": [], "clexp_instrumented": [], "dataloader": []}
+    for repeat in range(repeats):
+        for name in timings:
+            torch.manual_seed(repeat)
+            model = MLP()
+            optimizer = build_optimizer(model, run, 1)
+            start = time.perf_counter()
+            if name == "dataloader":
+                _reference_loop(model, optimizer, images, labels, epochs, 64, repeat)
+            else:
+                instruments = (Instruments(model, [(images[:200], labels[:200])])
+                               if name == "clexp_instrumented" else None)
+                train_task(model, optimizer, images, labels, run,
+                           torch.Generator().manual_seed(repeat), instruments=instruments)
+            timings[name].append(time.perf_counter() - start)
+    result = {name: work / statistics.median(values) for name, values in timings.items()}
+    result["ratio_clexp_vs_dataloader"] = result["clexp"] / result["dataloader"]
+    result["ratio_instrumented_vs_dataloader"] = (
+        result["clexp_instrumented"] / result["dataloader"])
+    result["images_per_run"] = int(work)
+    result["repeats"] = repeats
+    del np
+    return result
+
+
+# ---- whole study ----
+
+
+def _snakemake(project: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=project, env=env,
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return elapsed, result
+
+
+def _planned_jobs(output: str) -> int:
+    for line in output.splitlines():
+        if line.strip().startswith("total"):
+            return int(line.split()[-1])
+    return 0
+
+
+def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -> dict:
+    """Run the study from an empty results/ in a scratch copy and measure it."""
+    import yaml
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    shutil.copy(REPO / "Snakefile", workdir / "Snakefile")
+    for folder in ("workflow", "src"):
+        shutil.copytree(REPO / folder, workdir / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    settings = yaml.safe_load(config.read_text())
+    root = Path(settings.get("data_root", "data"))
+    if not root.is_absolute():
+        settings["data_root"] = str((config.parent / root).resolve())
+    (workdir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    wall, _ = _snakemake(workdir, "--cores", str(cores), "results/report.html")
+    noop, dry = _snakemake(workdir, "-n", "results/report.html")
+    per_rule = rule_time_table(workdir / "results" / "benchmarks")
+
+    edited = yaml.safe_load((workdir / "config.yaml").read_text())
+    edited["experiments"][edit_experiment] = dict(
+        edited["experiments"].get(edit_experiment) or {}, lr=0.0011)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    _, plan = _snakemake(workdir, "-n", "results/report.html")
+    rerun, _ = _snakemake(workdir, "--cores", str(cores), "results/report.html")
+    return {
+        "cores": cores,
+        "study_wall_s": wall,
+        "noop_dry_run_s": noop,
+        "noop_planned_jobs": _planned_jobs(dry.stdout + dry.stderr),
+        "edit_experiment": edit_experiment,
+        "edit_rerun_jobs": _planned_jobs(plan.stdout + plan.stderr),
+        "edit_rerun_s": rerun,
+        "peak_rss_mb": float(per_rule["max_rss_mb"].max()) if len(per_rule) else None,
+        "per_rule": per_rule.to_dict(orient="records"),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m clexp.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["loop", "study", "all"])
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml",
+                        help="study config for `study` (data_root relative to it)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="compact dataset file for `loop` (default: the study's)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/clexp-bench"))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--edit-experiment", default="seq")
+    parser.add_argument("--output", type=Path, default=REPO / "results/benchmarks/bench.json")
+    args = parser.parse_args(argv)
+
+    from clexp.threads import limit_threads
+
+    limit_threads(1)
+    report: dict = {}
+    if args.what in ("study", "all"):
+        report["study"] = bench_study(args.config, args.workdir, args.cores,
+                                      args.edit_experiment)
+        study = report["study"]
+        print(pd.DataFrame(study["per_rule"]).to_string(index=False, float_format="%.2f"))
+        for key in ("study_wall_s", "noop_dry_run_s", "noop_planned_jobs", "edit_rerun_jobs",
+                    "edit_rerun_s", "peak_rss_mb"):
+            print(f"{key:>20}: {study[key]}")
+    if args.what in ("loop", "all"):
+        data = args.data or args.workdir / "results/data/dataset.npz"
+        if not data.exists():
+            raise SystemExit(f"{data} does not exist: run `study` first or pass --data")
+        report["loop"] = bench_loop(data, args.repeats, args.epochs)
+        for key, value in report["loop"].items():
+            print(f"{key:>34}: {value:,.2f}" if isinstance(value, float) else
+                  f"{key:>34}: {value}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
