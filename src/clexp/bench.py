@@ -80,7 +80,6 @@ def _reference_loop(model, optimizer, images, labels, epochs, batch_size, seed):
 
 def bench_loop(data_path: Path, repeats: int, epochs: int) -> dict:
     """Images per second of clexp's loop and of the DataLoader reference (same work)."""
-    import numpy as np
     import torch
 
     from clexp.config import DEFAULT_OPTIONS
@@ -114,7 +113,6 @@ def bench_loop(data_path: Path, repeats: int, epochs: int) -> dict:
         result["clexp_instrumented"] / result["dataloader"])
     result["images_per_run"] = int(work)
     result["repeats"] = repeats
-    del np
     return result
 
 
