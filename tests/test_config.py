@@ -124,3 +124,37 @@ def test_config_hash_ignores_evaluation_options_and_key_order():
     probed = dict(run, probe_unseen=[9, 0])
     assert config_hash(training_config(probed)) == config_hash(training_config(run))
     assert config_hash(training_config(dict(run, lr=0.5))) != config_hash(training_config(run))
+
+
+STUDY_EXPERIMENTS = """
+joint joint_bn seq seq_bn seq_ln seq_dropout05 seq_dropout02 seq_wd01 seq_wd1 seq_wd5
+joint_l1_0001 joint_l1_01 joint_l1_1 joint_l1_2 seq_l1_1 seq_bn_l1_1 seq_bn_dropout02
+seq_bn_dropout02_l1_1 seq_bn_order38 seq_bn_order14 ogd_sgd ogd_adam ogd_sgd_bn ogd_adam_bn
+ogd_adam_bn_l1_1 ogd_adam_bn_dropout02 ogd_sgd_bn_t095 ogd_sgd_bn_t095_l1_5
+ogd_sgd_bn_t095_dropout02 ogd_sgd_bn_t095_dropout02_l1_5
+""".split()
+
+
+def test_the_study_defines_its_thirty_experiments_as_specified():
+    config = validated(STUDY)
+    assert list(config["experiments"]) == STUDY_EXPERIMENTS
+    runs = {name: resolve_experiment(config, name) for name in STUDY_EXPERIMENTS}
+    for name in ("seq_bn_order38", "seq_bn_order14"):
+        assert runs[name]["tasks"][0] == ([3, 8] if name.endswith("38") else [1, 4])
+        assert runs[name]["tasks"][-1] == [9, 0]
+        assert runs[name]["probe_unseen"] == [9, 0]
+    assert runs["seq_bn"]["probe_unseen"] == [9, 0]
+    for name, run in runs.items():
+        if name.startswith("ogd"):
+            assert run["ogd"] and run["lr_factor_after_first_task"] == 0.2
+            assert run["max_epochs"] == 30
+            assert run["stop_at_train_acc"] == (0.95 if "t095" in name else 0.98)
+            if run["optimizer"] == "sgd":
+                assert run["lr"] == 1e-3 and run["momentum"] == 0.0
+            else:
+                assert run["lr"] == 1e-4
+            assert run["norm"] == ("batch" if "_bn" in name else "none")
+    assert [runs[f"joint_l1_{s}"]["l1_activation"] for s in ("0001", "01", "1", "2")] == [
+        0.001, 0.1, 1.0, 2.0]
+    assert [runs[f"seq_wd{s}"]["weight_decay"] for s in ("01", "1", "5")] == [0.1, 1.0, 5.0]
+    assert all(runs[f"seq_wd{s}"]["stop_at_train_acc"] == 0.98 for s in ("01", "1", "5"))
