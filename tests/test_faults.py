@@ -215,7 +215,7 @@ def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_pa
     assert not (project / "results/boom/seed0/task1/checkpoint.pt").exists()
 
 
-ALL_METRICS = [f"results/seq/seed0/task{t}/metrics.json" for t in range(1, 6)]
+ALL_METRICS = [f"results/seq/seed0/task{t}/metrics.json" for t in range(1, 4)]
 
 
 def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
@@ -245,6 +245,7 @@ def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
 def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_path):
     config = tiny_config(
         experiments={"seq": {"epochs": 40, "dropout": 0.2}}, seeds=[0],
+        tasks=[[1, 2], [3, 4], [5, 6]],
         data_subset={"train_images_per_class": 200, "eval_images_per_class": 50},
     )
     killed = make_project(tmp_path / "killed", config)
@@ -269,8 +270,7 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for task in range(1, 6):
-        name = f"results/seq/seed0/task{task}/metrics.json"
+    for name in ALL_METRICS:
         assert json.loads((killed / name).read_text()) == json.loads((clean / name).read_text())
 
 

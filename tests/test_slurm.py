@@ -72,7 +72,10 @@ def slurm_cluster(tmp_path_factory):
     """Start munged, slurmctld and slurmd on this machine; stop them by PID file afterwards."""
     if os.geteuid() != 0:
         pytest.skip("the SLURM test starts daemons as root")
-    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch") if not shutil.which(b)]
+    # Daemons live in sbin, which a non-login PATH may lack.
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "runuser")
+               if not shutil.which(b, path=search)]
     if missing:
         pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing; Debian packages "
                     "slurm-wlm and munge)")
@@ -90,7 +93,7 @@ def slurm_cluster(tmp_path_factory):
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(SLURM_CONF.format(host=host, root=root, cpus=os.cpu_count(),
                                       memory=memory, partition=PARTITION))
-    env = dict(os.environ, SLURM_CONF=str(conf))
+    env = dict(os.environ, SLURM_CONF=str(conf), PATH=search)
 
     munge_run = Path("/run/munge")
     munge_run.mkdir(parents=True, exist_ok=True)
@@ -98,10 +101,11 @@ def slurm_cluster(tmp_path_factory):
     munge_pid = munge_run / "munged.pid"
     started_munge = not munge_pid.exists()
     if started_munge:
-        subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
+        subprocess.run([shutil.which("runuser", path=search), "-u", "munge", "--",
+                        shutil.which("munged", path=search)], check=True)
     try:
-        subprocess.run(["slurmctld"], env=env, check=True)
-        subprocess.run(["slurmd"], env=env, check=True)
+        subprocess.run([shutil.which("slurmctld", path=search)], env=env, check=True)
+        subprocess.run([shutil.which("slurmd", path=search)], env=env, check=True)
         _wait(lambda: "idle" in subprocess.run(
             ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout,
             60, "the SLURM node to become idle")
