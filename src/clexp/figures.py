@@ -287,15 +287,14 @@ def plot_sweep(table: pd.DataFrame, knob: str, title: str, path: str | Path,
         axis.text(0.5, 0.5, "no experiment of this kind in the run", ha="center",
                   va="center", transform=axis.transAxes)
     else:
-        x = table[knob].astype(float)
-        positive = x > 0
-        axis.plot(x[positive] if log_x else x, table["final_val_acc"][positive] if log_x
-                  else table["final_val_acc"], marker="o", color="tab:blue",
+        # A log axis cannot show knob = 0: that point becomes a dotted reference line.
+        positive = table[knob].astype(float) > 0
+        shown = table[positive] if log_x else table
+        axis.plot(shown[knob], shown["final_val_acc"], marker="o", color="tab:blue",
                   label="final accuracy")
         axis.set_ylabel("final accuracy", color="tab:blue")
         twin = axis.twinx()
-        twin.plot(x[positive] if log_x else x, table["final_sparsity"][positive] if log_x
-                  else table["final_sparsity"], marker="s", color="tab:red",
+        twin.plot(shown[knob], shown["final_sparsity"], marker="s", color="tab:red",
                   label="final sparsity")
         twin.set_ylabel("population sparsity", color="tab:red")
         if log_x and positive.any():

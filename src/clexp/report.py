@@ -175,7 +175,7 @@ def experiment_html(files: StudyFiles, experiment: str) -> str:
     return "".join(parts)
 
 
-def _study_table(files: StudyFiles, name: str, digits: int = 3) -> pd.DataFrame:
+def _study_table(files: StudyFiles, name: str) -> pd.DataFrame:
     return pd.read_csv(files.paths["study_tables"][name])
 
 
