@@ -85,11 +85,11 @@ def bench_loop(data_path: Path, repeats: int, epochs: int) -> dict:
     from clexp.config import DEFAULT_OPTIONS
     from clexp.data import class_mask, load_dataset
     from clexp.model import MLP
-    from clexp.training import Instruments, build_optimizer, to_tensors, train_task
+    from clexp.training import Instruments, build_optimizer, split_tensors, train_task
 
     data = load_dataset(data_path)
     mask = class_mask(data["train_labels"], [1, 2])
-    images, labels = to_tensors(data["train_images"][mask], data["train_labels"][mask], "cpu")
+    images, labels = split_tensors(data, "train", mask, "cpu")
     run = dict(DEFAULT_OPTIONS, epochs=epochs)
     work = len(labels) * epochs
     timings: dict[str, list[float]] = {"clexp": [], "clexp_instrumented": [], "dataloader": []}

@@ -82,6 +82,13 @@ STUDY_SECTIONS = {
 }
 
 
+# Sections of the report in the study's order: representation strength (built from every
+# experiment) follows the sparsity experiments.
+REPORT_SECTIONS = list(STUDY_SECTIONS)
+REPORT_SECTIONS.insert(REPORT_SECTIONS.index("Sparsity") + 1, "Representation strength")
+REPORT_SECTIONS.append("Other experiments")
+
+
 def group_experiments(experiments: list[str]) -> dict[str, list[str]]:
     """The study's sections holding only experiments of this run (empty sections dropped)."""
     groups = {
@@ -207,14 +214,8 @@ def build_report(files: StudyFiles) -> str:
     for section, members in groups.items():
         section_html[section].extend(experiment_html(files, e) for e in members)
 
-    # The study's order: representation strength comes after the sparsity experiments.
-    order = (
-        [s for s in ("Bounds", "Normalisation", "Dropout", "Weight decay", "Sparsity")
-         if s in groups]
-        + ["Representation strength"]
-        + [s for s in ("Forward transfer", "OGD", "Other experiments") if s in groups]
-    )
-    sections = [(name, "".join(section_html[name])) for name in order]
+    sections = [(name, "".join(section_html[name])) for name in REPORT_SECTIONS
+                if name in section_html]
 
     by_experiment = pd.read_csv(files.paths["by_experiment"])
     summary = pd.read_csv(files.paths["summary"])

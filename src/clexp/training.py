@@ -42,6 +42,12 @@ def to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
     return x.div_(255.0), torch.from_numpy(np.ascontiguousarray(labels)).to(device)
 
 
+def split_tensors(data: dict, split: str, selection, device: torch.device):
+    """Images and labels of `split` ("train" or "eval") at `selection` (mask or indices)."""
+    return to_tensors(data[f"{split}_images"][selection], data[f"{split}_labels"][selection],
+                      device)
+
+
 def task_learning_rate(run: dict, task: int) -> float:
     """The learning rate of task `task` (1-based): reduced by the factor after the first."""
     factor = run["lr_factor_after_first_task"] if task > 1 else 1.0
@@ -268,7 +274,7 @@ def run_training_task(
         model = build_model(run).to(target)
         optimizer = build_optimizer(model, run, task)
         basis = empty_basis(model).to(target)
-        eval_all = to_tensors(data["eval_images"], data["eval_labels"], target)
+        eval_all = split_tensors(data, "eval", slice(None), target)
         init_per_task_acc = per_task_accuracy_of(model, *eval_all, tasks)
         del eval_all
     else:
@@ -287,18 +293,14 @@ def run_training_task(
         init_per_task_acc = state["init_per_task_acc"]
 
     train_mask = class_mask(data["train_labels"], tasks[task - 1])
-    images, labels = to_tensors(data["train_images"][train_mask], data["train_labels"][train_mask],
-                                target)
+    images, labels = split_tensors(data, "train", train_mask, target)
     eval_mask = class_mask(data["eval_labels"], seen_classes(tasks, task))
-    eval_images, eval_labels = to_tensors(
-        data["eval_images"][eval_mask], data["eval_labels"][eval_mask], target
-    )
-    curve_sets = []
-    for earlier in tasks[:task]:
-        chosen = np.flatnonzero(class_mask(data["eval_labels"], earlier))[:curve_images_per_task]
-        curve_sets.append(
-            to_tensors(data["eval_images"][chosen], data["eval_labels"][chosen], target)
-        )
+    eval_images, eval_labels = split_tensors(data, "eval", eval_mask, target)
+    curve_sets = [
+        split_tensors(data, "eval", np.flatnonzero(class_mask(data["eval_labels"], earlier))
+                      [:curve_images_per_task], target)
+        for earlier in tasks[:task]
+    ]
     instruments = Instruments(model, curve_sets, curve_stride)
     LOGGER.info(
         "%s task %d: training on %d images of classes %s, lr %g",
