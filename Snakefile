@@ -24,3 +24,26 @@ rule all:
     localrule: True
     input:
         REPORT,
+
+
+# Local runs: jobs fork from one warm process instead of importing torch & co. each time
+# (src/clexp/jobserver.py). Not on cluster nodes, and not with conda/container deployment.
+JOB_SERVER = {}
+
+
+onstart:
+    if (
+        config["job_server"]
+        and workflow.local_exec
+        and workflow.is_main_process
+        and not workflow.deployment_settings.deployment_method
+    ):
+        JOB_SERVER["process"] = jobserver.start()
+
+
+onsuccess:
+    jobserver.stop(JOB_SERVER.pop("process", None))
+
+
+onerror:
+    jobserver.stop(JOB_SERVER.pop("process", None))

@@ -26,17 +26,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from clexp.jobserver import job_usage
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def rule_time_table(benchmark_dir: str | Path) -> pd.DataFrame:
+def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None) -> pd.DataFrame:
     """Per rule: jobs, total and median seconds, peak RSS (MB), from Snakemake's benchmark
-    TSVs under `benchmark_dir` (one folder or file per rule)."""
+    TSVs under `benchmark_dir` (one folder or file per rule).
+
+    A job run by the job server was measured by Snakemake as its small client process; its
+    real peak RSS is the one its log records (`clexp.jobserver.job_usage`), looked up in
+    `log_dir` (default: `logs` beside `benchmark_dir`) under the same relative path.
+    """
+    benchmark_dir = Path(benchmark_dir)
+    log_dir = benchmark_dir.parent / "logs" if log_dir is None else Path(log_dir)
     records = []
-    for path in Path(benchmark_dir).rglob("*.tsv"):
-        rule = path.relative_to(benchmark_dir).parts[0].removesuffix(".tsv")
+    for path in benchmark_dir.rglob("*.tsv"):
+        relative = path.relative_to(benchmark_dir)
+        rule = relative.parts[0].removesuffix(".tsv")
         row = pd.read_csv(path, sep="\t").iloc[0]
         max_rss = pd.to_numeric(row.get("max_rss"), errors="coerce")
+        usage = job_usage((log_dir / relative).with_suffix(".log"))
+        if usage is not None:
+            max_rss = usage["max_rss_mb"]
         records.append({"rule": rule, "seconds": float(row["s"]), "max_rss_mb": max_rss})
     if not records:
         return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "max_rss_mb"])

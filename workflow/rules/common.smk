@@ -24,6 +24,7 @@ from clexp.config import (  # noqa: E402
     validate_config,
 )
 from clexp.errors import ConfigError  # noqa: E402
+from clexp import jobserver  # noqa: E402
 
 try:
     check_config_files(workflow.configfiles)
@@ -103,7 +104,9 @@ BENCHMARK_DIR = "results/benchmarks"
 CONDA_ENV = "../envs/clexp.yaml"
 
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
-_CORE = ["__init__.py", "config.py", "errors.py", "files.py", "joblog.py", "threads.py"]
+_CORE = [
+    "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
+]
 _TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py"]
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],

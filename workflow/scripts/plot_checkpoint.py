@@ -1,7 +1,11 @@
 """plot_checkpoint: the seven figures of one checkpoint, each its own PNG (one job: start-up
 would otherwise dominate)."""
 
-from clexp.joblog import log_stderr_to
+from clexp.jobserver import delegate
+
+delegate(snakemake.log[0])  # run in the warm job server when there is one
+
+from clexp.joblog import log_stderr_to  # noqa: E402
 
 log_stderr_to(snakemake.log[0])
 

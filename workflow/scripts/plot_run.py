@@ -1,6 +1,10 @@
 """plot_run: the tables and figures of one run (experiment, seed) across its tasks."""
 
-from clexp.joblog import log_stderr_to
+from clexp.jobserver import delegate
+
+delegate(snakemake.log[0])  # run in the warm job server when there is one
+
+from clexp.joblog import log_stderr_to  # noqa: E402
 
 log_stderr_to(snakemake.log[0])
 

@@ -1,6 +1,10 @@
 """prepare_data: read the dataset once (torchvision) and write the compact array file."""
 
-from clexp.joblog import log_stderr_to
+from clexp.jobserver import delegate
+
+delegate(snakemake.log[0])  # run in the warm job server when there is one
+
+from clexp.joblog import log_stderr_to  # noqa: E402
 
 log_stderr_to(snakemake.log[0])
 
