@@ -86,13 +86,14 @@ def example_indices(labels: np.ndarray, tasks_seen, count: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def tsne_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn, PCA initialisation, fixed seed)."""
+def tsne_embedding(features: np.ndarray, seed: int = 0, iterations: int = 500) -> np.ndarray:
+    """2-D t-SNE (scikit-learn, Barnes-Hut, PCA initialisation, fixed seed)."""
     from sklearn.manifold import TSNE
 
     perplexity = min(30.0, max(2.0, (len(features) - 1) / 3))
     return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity,
-                learning_rate="auto").fit_transform(features.astype(np.float32))
+                learning_rate="auto", max_iter=iterations).fit_transform(
+                    features.astype(np.float32))
 
 
 def checkpoint_analysis(
@@ -135,9 +136,10 @@ def checkpoint_analysis(
 
     sample = np.sort(rng.permutation(seen_index)[: settings["tsne_images"]])
     arrays["tsne_labels"] = eval_labels[sample]
-    arrays["tsne_h2"] = tsne_embedding(outputs["h2"][sample])
+    iterations = settings.get("tsne_iterations", 500)
+    arrays["tsne_h2"] = tsne_embedding(outputs["h2"][sample], iterations=iterations)
     if tsne_h1:
-        arrays["tsne_h1"] = tsne_embedding(outputs["h1"][sample])
+        arrays["tsne_h1"] = tsne_embedding(outputs["h1"][sample], iterations=iterations)
 
     scalars = {
         "weight_stats": weight_stats,
