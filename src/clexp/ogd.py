@@ -39,25 +39,39 @@ def flat_gradient(model: nn.Module) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def set_flat_gradient(model: nn.Module, vector: torch.Tensor) -> None:
-    """Write a flat vector back into the parameters' `.grad` fields."""
-    offset = 0
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        n = p.numel()
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        p.grad.copy_(vector[offset : offset + n].view_as(p))
-        offset += n
-
-
 def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """The component of `vector` orthogonal to the span of the (orthonormal) basis rows."""
     if basis.shape[0] == 0:
         return vector
     wide = vector.to(basis.dtype)
     return (wide - basis.T @ (basis @ wide)).to(vector.dtype)
+
+
+class GradientProjector:
+    """`project_gradients` for one model and basis, set up once for a task's many batches:
+    the parameter list and a flat gradient buffer with per-parameter views are kept."""
+
+    def __init__(self, model: nn.Module, basis: torch.Tensor):
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.basis = basis
+        self.flat = torch.empty(sum(p.numel() for p in self.parameters),
+                                dtype=self.parameters[0].dtype, device=self.parameters[0].device)
+        self.views, offset = [], 0
+        for p in self.parameters:
+            self.views.append(self.flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        if self.basis.shape[0] == 0:
+            return
+        for p in self.parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        gradients = [p.grad for p in self.parameters]
+        torch._foreach_copy_(self.views, gradients)
+        self.flat.copy_(project_out(self.flat, self.basis))
+        torch._foreach_copy_(gradients, self.views)
 
 
 def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -76,9 +90,7 @@ def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS)
 
 def project_gradients(model: nn.Module, basis: torch.Tensor) -> None:
     """Replace the model's gradient by its projection onto the basis' orthogonal complement."""
-    if basis.shape[0] == 0:
-        return
-    set_flat_gradient(model, project_out(flat_gradient(model), basis))
+    GradientProjector(model, basis)()
 
 
 def average_task_gradient(

@@ -20,7 +20,7 @@ from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import class_mask, load_dataset
 from clexp.errors import DivergenceError
 from clexp.model import MLP, build_model
-from clexp.ogd import average_task_gradient, empty_basis, extend_basis, project_gradients
+from clexp.ogd import GradientProjector, average_task_gradient, empty_basis, extend_basis
 
 LOGGER = logging.getLogger("clexp.training")
 
@@ -93,17 +93,24 @@ class Instruments:
     """What `train_task` records besides the epoch log, all cheap enough for every batch.
 
     - forgetting curve: accuracy on the evaluation sets in `curve_sets` (the current and every
-      earlier task, a bounded number of images each, held as tensors: one batched forward pass)
-      before training, after every `curve_stride`-th batch of the first epoch, then after
-      every epoch;
+      earlier task, a bounded number of images each, held as tensors and evaluated together
+      in one forward pass) before training, after every `curve_stride`-th batch of the first
+      epoch, then after every epoch;
     - relative updates: per batch and weight matrix, ||W_after - W_before|| / ||W_before||,
       with W_before a copy taken before the optimizer step;
     - gradient sums: the accumulated signed gradient of each weight matrix over the task.
+
+    The per-batch records use torch's multi-tensor (`_foreach`) operations, the ones the
+    optimizers use: one call for all layers instead of one per layer.
     """
 
     def __init__(self, model: MLP, curve_sets=(), curve_stride: int = 1):
         self.model = model
-        self.curve_sets = list(curve_sets)
+        curve_sets = list(curve_sets)
+        self.curve_sizes = [len(y) for _, y in curve_sets]
+        if curve_sets:
+            self.curve_images = torch.cat([x for x, _ in curve_sets])
+            self.curve_labels = torch.cat([y for _, y in curve_sets])
         self.curve_stride = max(1, int(curve_stride))
         self.layers = model.weight_layers()
         self.curve: list[dict] = []
@@ -111,32 +118,32 @@ class Instruments:
         self.gradient_sums = {
             name: torch.zeros_like(layer.weight) for name, layer in self.layers.items()
         }
-        self._before: dict[str, torch.Tensor] = {}
+        self._weights = [layer.weight for layer in self.layers.values()]
+        self._sums = list(self.gradient_sums.values())
+        self._before = [torch.empty_like(weight) for weight in self._weights]
 
     @torch.no_grad()
     def record_curve(self, step: int, epoch: int, batch: int) -> None:
-        if not self.curve_sets:
+        if not self.curve_sizes:
             return
         was_training = self.model.training
         self.model.eval()
-        for index, (x, y) in enumerate(self.curve_sets, start=1):
-            accuracy = (self.model(x)[0].argmax(1) == y).float().mean().item()
+        correct = (self.model(self.curve_images)[0].argmax(1) == self.curve_labels).float()
+        self.model.train(was_training)
+        accuracies = torch.stack([c.mean() for c in correct.split(self.curve_sizes)]).tolist()
+        for index, accuracy in enumerate(accuracies, start=1):
             self.curve.append({"step": step, "epoch": epoch, "batch": batch,
                                "eval_task": index, "acc": accuracy})
-        self.model.train(was_training)
 
     @torch.no_grad()
     def before_step(self) -> None:
-        for name, layer in self.layers.items():
-            self.gradient_sums[name] += layer.weight.grad
-            self._before[name] = layer.weight.detach().clone()
+        torch._foreach_add_(self._sums, [weight.grad for weight in self._weights])
+        torch._foreach_copy_(self._before, self._weights)
 
     @torch.no_grad()
     def after_step(self, step: int, epoch: int, batch: int) -> None:
-        ratios = torch.stack([
-            (layer.weight - self._before[name]).norm() / self._before[name].norm()
-            for name, layer in self.layers.items()
-        ]).tolist()  # one synchronisation for all layers
+        changes = torch._foreach_norm(torch._foreach_sub(self._weights, self._before))
+        ratios = (torch.stack(changes) / torch.stack(torch._foreach_norm(self._before))).tolist()
         row = {"step": step, "epoch": epoch, "batch": batch}
         row.update(zip(self.layers, ratios, strict=True))
         self.updates.append(row)
@@ -171,6 +178,8 @@ def train_task(
     batch_size = run["batch_size"]
     count = len(labels)
     log, stopped_early, step = [], False, 0
+    projector = (GradientProjector(model, basis)
+                 if basis is not None and basis.shape[0] > 0 else None)
     model.train()
     if instruments is not None:
         instruments.record_curve(step=0, epoch=0, batch=0)
@@ -197,8 +206,8 @@ def train_task(
             loss.backward()
             if instruments is not None:
                 instruments.before_step()
-            if basis is not None and basis.shape[0] > 0:
-                project_gradients(model, basis)
+            if projector is not None:
+                projector()
             optimizer.step()
             step += 1
             if instruments is not None:
