@@ -1,0 +1,54 @@
+"""The benchmark's tables: they run, and they read what the jobs recorded (no timing asserted)."""
+
+from __future__ import annotations
+
+from clexp.bench import bench_loop, rule_time_table
+from clexp.jobserver import JOB_USAGE_PREFIX, job_usage
+
+from helpers import write_synthetic_dataset
+
+TSV_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_benchmark(path, seconds, max_rss):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TSV_HEADER + f"{seconds}\t0:00:01\t{max_rss}\t1\t1\t1\t0\t0\t50\t1\n")
+
+
+def test_rule_table_sums_jobs_and_takes_the_job_servers_memory_from_the_log(tmp_path):
+    benchmarks, logs = tmp_path / "results/benchmarks", tmp_path / "results/logs"
+    write_benchmark(benchmarks / "train_task/seq/seed0/task1.tsv", 2.0, 30.0)
+    write_benchmark(benchmarks / "train_task/seq/seed0/task2.tsv", 4.0, 31.0)
+    write_benchmark(benchmarks / "train_task/seq/seed0/task3.tsv", 9.0, 700.0)
+    write_benchmark(benchmarks / "report.tsv", 1.5, 200.0)
+    # task 1 and 2 ran in the job server: Snakemake measured the client (30 MB); the log has
+    # the child's peak. Task 3 ran in its own process: the benchmark file is right.
+    log = logs / "train_task/seq/seed0/task1.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(f"training...\n{JOB_USAGE_PREFIX} pid 1 exit 0 cpu_s 1.50 max_rss_mb 812.5\n")
+    (logs / "train_task/seq/seed0/task2.log").write_text(
+        f"{JOB_USAGE_PREFIX} pid 2 exit 0 cpu_s 3.00 max_rss_mb 640.0\n")
+
+    table = rule_time_table(benchmarks).set_index("rule")
+    assert table.loc["train_task", "jobs"] == 3
+    assert table.loc["train_task", "total_s"] == 15.0
+    assert table.loc["train_task", "median_s"] == 4.0
+    assert table.loc["train_task", "max_rss_mb"] == 812.5
+    assert table.loc["report", "max_rss_mb"] == 200.0
+    assert list(table.index) == ["train_task", "report"]  # most time first
+
+
+def test_job_usage_is_none_without_the_line(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("nothing here\n")
+    assert job_usage(log) is None
+    assert job_usage(tmp_path / "missing.log") is None
+
+
+def test_loop_benchmark_reports_every_loop_and_the_ratios(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data.npz", per_class=100)
+    result = bench_loop(data, repeats=1, epochs=1)
+    for name in ("clexp", "clexp_instrumented", "dataloader", "dataloader_same_optimizer"):
+        assert result[name] > 0
+    assert result["ratio_clexp_vs_dataloader"] == result["clexp"] / result["dataloader"]
+    assert result["images_per_run"] == 200  # classes 1 and 2, 100 images each, one epoch
