@@ -29,6 +29,8 @@ rule all:
 # Local runs: jobs fork from one warm process instead of importing torch & co. each time
 # (src/clexp/jobserver.py). Not on cluster nodes, and not with conda/container deployment.
 JOB_SERVER = {}
+# Only this run's own server: not one announced by the environment Snakemake started in.
+os.environ.pop(jobserver.SOCKET_VARIABLE, None)
 
 
 onstart:
