@@ -187,6 +187,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["environ"])
         os.environ[_CHILD_VARIABLE] = "1"
+        tempfile.tempdir = None  # the job's TMPDIR, not a folder the server looked up
         # Exit handlers registered by the server's imports are about the server's objects
         # (one deletes temporary files): the child runs only those its job registers, and
         # flushes logging. (weakref.finalize hooks in through one such inherited handler, so
