@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from clexp import jobserver
+
 from conftest import REPO, make_project, require_data, tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -167,3 +169,6 @@ def test_tiny_study_runs_through_slurm(slurm_cluster, plugin_path, tmp_path):
     known = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], env=slurm_cluster,
                            capture_output=True, text=True).stdout.split()
     assert ids <= set(known), (ids, known)
+    # Cluster jobs run in their own Python: no job server, not even for the local rules.
+    job_logs = list((project / "results" / "logs").rglob("*.log"))
+    assert job_logs and not any(jobserver.job_usage(log) for log in job_logs)
