@@ -64,36 +64,21 @@ def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None
 # ---- train loop ----
 
 
-def _reference_loop(model, optimizer, images, labels, epochs, batch_size, seed):
-    """A map-style Dataset of ready tensors, a DataLoader: per-item indexing and collation."""
-    import torch
-    from torch.utils.data import DataLoader, Dataset
+class _TensorImages:
+    """A map-style dataset of ready tensors: per-item indexing, the DataLoader collates."""
 
-    class Images(Dataset):
-        def __init__(self, x, y):
-            self.x, self.y = x, y
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
 
-        def __len__(self):
-            return len(self.y)
+    def __len__(self):
+        return len(self.labels)
 
-        def __getitem__(self, index):
-            return self.x[index], self.y[index]
-
-    loader = DataLoader(Images(images, labels), batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    model.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            logits, _ = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
 
 
-def _torchvision_loop(model, optimizer, dataset, epochs, batch_size, seed):
-    """The MNIST tutorial way: torchvision's dataset (an image decoded and converted by
-    `ToTensor` per item), a DataLoader, torch's default AdamW."""
+def _dataloader_loop(model, optimizer, dataset, epochs, batch_size, seed):
+    """The common training loop over a DataLoader of `dataset` (shuffled, `batch_size`)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -110,7 +95,8 @@ def _torchvision_loop(model, optimizer, dataset, epochs, batch_size, seed):
 
 
 def _torchvision_subset(data_root: Path, dataset: str, classes):
-    """torchvision's training split of `dataset` under `data_root`, restricted to `classes`."""
+    """torchvision's training split of `dataset` under `data_root`, restricted to `classes`:
+    the MNIST tutorials' dataset (each image decoded and converted by `ToTensor` per item)."""
     import torch
     import torchvision.datasets
     from torchvision import transforms
@@ -169,9 +155,10 @@ def bench_loop(data_path: Path, repeats: int, epochs: int, data_root: Path | Non
                 optimizer = build_optimizer(model, run, 1)
             start = time.perf_counter()
             if name == "dataloader":
-                _torchvision_loop(model, optimizer, tutorial_data, epochs, 64, repeat)
+                _dataloader_loop(model, optimizer, tutorial_data, epochs, 64, repeat)
             elif name == "dataloader_tensors":
-                _reference_loop(model, optimizer, images, labels, epochs, 64, repeat)
+                _dataloader_loop(model, optimizer, _TensorImages(images, labels), epochs, 64,
+                                 repeat)
             else:
                 instruments = (Instruments(model, [(images[:200], labels[:200])])
                                if name == "clexp_instrumented" else None)
