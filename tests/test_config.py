@@ -42,6 +42,18 @@ def test_schema_fills_top_level_defaults():
     assert config["probe"]["train_images_per_class"] == 1000
 
 
+def test_a_partial_section_gets_the_defaults_of_the_keys_it_leaves_out():
+    config = validated({
+        "defaults": {}, "experiments": {"seq": {}},
+        "analysis": {"tsne_images": 300}, "probe": {"max_iter": 50},
+        "data_subset": {"train_images_per_class": 20},
+    })
+    shipped = validated({"defaults": {}, "experiments": {"seq": {}}})
+    assert config["analysis"] == dict(shipped["analysis"], tsne_images=300)
+    assert config["probe"] == dict(shipped["probe"], max_iter=50)
+    assert config["data_subset"] == {"train_images_per_class": 20, "eval_images_per_class": None}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
