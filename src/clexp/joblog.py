@@ -30,3 +30,16 @@ def log_stderr_to(path: str | Path) -> None:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
         force=True,
     )
+
+
+def start_job(log_path: str | Path, threads: int, torch_too: bool = True) -> None:
+    """What every workflow script does first: hand itself to the job server when there is one
+    (`clexp.jobserver.delegate`; returns only where the job runs), send stderr to the job's
+    log, and keep to the rule's `threads` (torch too, unless `torch_too` is false: figure and
+    table jobs never import it)."""
+    from clexp.jobserver import delegate
+    from clexp.threads import limit_threads
+
+    delegate(str(log_path))
+    log_stderr_to(log_path)
+    limit_threads(threads, torch_too=torch_too)

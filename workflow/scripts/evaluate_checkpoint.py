@@ -1,16 +1,8 @@
 """evaluate_checkpoint: accuracies, sparsity, probes and analysis arrays of one checkpoint."""
 
-from clexp.jobserver import delegate
+from clexp.joblog import start_job
 
-delegate(snakemake.log[0])  # run in the warm job server when there is one
-
-from clexp.joblog import log_stderr_to  # noqa: E402
-
-log_stderr_to(snakemake.log[0])
-
-from clexp.threads import limit_threads  # noqa: E402
-
-limit_threads(snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads)
 
 from clexp.evaluation import evaluate_checkpoint  # noqa: E402
 from clexp.files import write_json, write_npz  # noqa: E402

@@ -1,17 +1,9 @@
 """plot_checkpoint: the seven figures of one checkpoint, each its own PNG (one job: start-up
 would otherwise dominate)."""
 
-from clexp.jobserver import delegate
+from clexp.joblog import start_job
 
-delegate(snakemake.log[0])  # run in the warm job server when there is one
-
-from clexp.joblog import log_stderr_to  # noqa: E402
-
-log_stderr_to(snakemake.log[0])
-
-from clexp.threads import limit_threads  # noqa: E402
-
-limit_threads(snakemake.threads, torch_too=False)
+start_job(snakemake.log[0], snakemake.threads, torch_too=False)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

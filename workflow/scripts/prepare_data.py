@@ -1,17 +1,11 @@
 """prepare_data: read the dataset once (torchvision) and write the compact array file."""
 
-from clexp.jobserver import delegate
+from clexp.joblog import start_job
 
-delegate(snakemake.log[0])  # run in the warm job server when there is one
-
-from clexp.joblog import log_stderr_to  # noqa: E402
-
-log_stderr_to(snakemake.log[0])
+start_job(snakemake.log[0], snakemake.threads)
 
 from clexp.data import prepare_dataset, save_dataset  # noqa: E402
-from clexp.threads import limit_threads  # noqa: E402
 
-limit_threads(snakemake.threads)
 subset = snakemake.params.subset
 arrays = prepare_dataset(
     snakemake.params.dataset,

@@ -1,16 +1,8 @@
 """summarize: one row per experiment and seed, and mean / sd over seeds per experiment."""
 
-from clexp.jobserver import delegate
+from clexp.joblog import start_job
 
-delegate(snakemake.log[0])  # run in the warm job server when there is one
-
-from clexp.joblog import log_stderr_to  # noqa: E402
-
-log_stderr_to(snakemake.log[0])
-
-from clexp.threads import limit_threads  # noqa: E402
-
-limit_threads(snakemake.threads, torch_too=False)
+start_job(snakemake.log[0], snakemake.threads, torch_too=False)
 
 from clexp.files import read_json, write_csv  # noqa: E402
 from clexp.summary import summary_by_experiment, summary_table  # noqa: E402
