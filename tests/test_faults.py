@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,7 +82,9 @@ def test_failed_download_says_so_and_names_the_folder(tmp_path, monkeypatch):
             raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
-    with pytest.raises(DataError, match="download failed \\(network unreachable\\)"):
+    folder = re.escape(str(tmp_path / "MNIST" / "raw"))
+    reason = re.escape("(RuntimeError: network unreachable)")
+    with pytest.raises(DataError, match=f"download into {folder} failed {reason}"):
         prepare_dataset("mnist", tmp_path, download=True)
 
 
@@ -206,6 +209,7 @@ def test_workflow_scripts_write_outputs_only_through_atomic_helpers():
 
 
 def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_path):
+    require_data()
     config = tiny_config(experiments={"boom": {"optimizer": "sgd", "lr": 1e12,
                                                "weight_decay": 0.0}})
     project = make_project(tmp_path / "project", config)
@@ -243,6 +247,7 @@ def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_path):
+    require_data()
     config = tiny_config(
         experiments={"seq": {"epochs": 40, "dropout": 0.2}}, seeds=[0],
         tasks=[[1, 2], [3, 4], [5, 6]],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +47,21 @@ DEFAULT_OPTIONS = {
 EVALUATION_KEYS = ("probe_unseen", "probe_all_classes", "tsne_h1")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+# Environment variable naming the data folder for every run of this user (set once in the
+# shell's start-up file); `data_root` given on the command line still wins.
+DATA_ROOT_VARIABLE = "CLEXP_DATA_ROOT"
+
+
+def apply_data_root_variable(config: dict, command_line: Mapping, environ=None) -> None:
+    """Set `data_root` from $CLEXP_DATA_ROOT, unless `command_line` (the settings given with
+    --config or --configfile) sets it. Where the data is found never changes results, so
+    this only spares users from repeating the folder."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(DATA_ROOT_VARIABLE)
+    if value and "data_root" not in command_line:
+        config["data_root"] = value
 
 
 def selected_experiments(config: Mapping) -> list[str]:

@@ -10,6 +10,8 @@ Schema of the `.npz`: `train_images` uint8 (N, 784), `train_labels` int64 (N,),
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,26 @@ def _missing_message(folder: Path, missing: list[str], reason: str) -> str:
         "that holds them in torchvision's layout (e.g. --config data_root=/path/to/data), "
         "or set `download: true` on a machine with internet access."
     )
+
+
+def _download(dataset_class, root: str | Path, folder: Path) -> None:
+    """Download with torchvision into `root`; on failure remove the folders this attempt
+    created (torchvision makes them first) and raise one DataError saying what to do."""
+    created = [p for p in (folder, folder.parent, Path(root)) if not p.exists()]
+    try:
+        dataset_class(str(root), train=True, download=True)
+    except Exception as error:  # network errors come in many types
+        for path in created:  # innermost first; only folders left empty
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        reason = " ".join(str(error).split())[:300] or "no detail"
+        names = ", ".join(EXPECTED_FILES)
+        raise DataError(
+            f"download into {folder} failed ({type(error).__name__}: {reason}). Without "
+            f"network access, copy the four uncompressed IDX files ({names}) into {folder}, or "
+            "point `data_root` at a folder that already holds them in torchvision's layout "
+            "(see README, Data)."
+        ) from None
 
 
 def check_idx_file(path: Path) -> int:
@@ -105,12 +127,7 @@ def prepare_dataset(
 
     dataset_class = getattr(torchvision.datasets, TORCHVISION_DATASETS[dataset][0])
     if missing:
-        try:
-            dataset_class(str(root), train=True, download=True)
-        except Exception as error:  # network errors come in many types
-            raise DataError(
-                _missing_message(folder, missing, f"download failed ({error})")
-            ) from error
+        _download(dataset_class, root, folder)
     for name in EXPECTED_FILES:
         check_idx_file(folder / name)
 
@@ -127,6 +144,62 @@ def prepare_dataset(
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels
     return arrays
+
+
+def kept_dataset_name(dataset: str, train_per_class: int | None,
+                      eval_per_class: int | None) -> str:
+    """File name of the kept copy of a dataset file: what its content depends on."""
+    def count(n):
+        return "all" if n is None else str(n)
+
+    return f"{dataset}-train{count(train_per_class)}-eval{count(eval_per_class)}.npz"
+
+
+def write_dataset_file(
+    path: str | Path,
+    dataset: str,
+    root: str | Path,
+    download: bool,
+    train_per_class: int | None = None,
+    eval_per_class: int | None = None,
+    keep_dir: str | Path | None = None,
+) -> str:
+    """Write the compact dataset file at `path` and return a line saying where it came from.
+
+    With `keep_dir`, a hard link (or copy) of every file written is kept there under a name
+    made of the dataset and the subset (`kept_dataset_name`). A workflow deletes `path`
+    before it rebuilds it; if the raw files cannot be had then (download off or failing), the
+    kept file of the same dataset and subset is used, so a failed or offline rebuild never
+    loses a good dataset file. Without a kept file the DataError is raised as it is.
+    """
+    path = Path(path)
+    kept = Path(keep_dir) / kept_dataset_name(dataset, train_per_class, eval_per_class) \
+        if keep_dir is not None else None
+    try:
+        arrays = prepare_dataset(dataset, root, download, train_per_class, eval_per_class)
+    except DataError as error:
+        if kept is None or not kept.is_file():
+            raise
+        load_dataset(kept)  # a damaged kept file must not replace a missing one silently
+        with atomic_path(path) as temporary:
+            _link_or_copy(kept, temporary)
+        reason = str(error).split(" (")[0]
+        return (f"{dataset}: {reason}; using {kept}, written earlier from the same dataset "
+                "and subset")
+    save_dataset(arrays, path)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(kept) as temporary:
+            _link_or_copy(path, temporary)
+    return (f"{dataset}: {len(arrays['train_labels'])} training and "
+            f"{len(arrays['eval_labels'])} evaluation images from {raw_folder(root, dataset)}")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links
+        shutil.copyfile(source, target)
 
 
 def save_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:

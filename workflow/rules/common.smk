@@ -16,6 +16,7 @@ os.environ.update(
 )
 
 from clexp.config import (  # noqa: E402
+    apply_data_root_variable,
     check_config,
     check_config_files,
     resolve_experiment,
@@ -28,6 +29,7 @@ from clexp import jobserver  # noqa: E402
 
 try:
     check_config_files(workflow.configfiles)
+    apply_data_root_variable(config, workflow.config_settings.overwrite_config)
     # clexp's check first: it names every bad key path and the allowed values.
     validate_config(config)
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults
@@ -48,6 +50,7 @@ wildcard_constraints:
 
 # ---- path patterns (one place) ----
 DATA_FILE = "results/data/dataset.npz"
+DATA_KEEP_DIR = "results/data/kept"  # copies of dataset files, by dataset and subset
 CHECKPOINT = "results/{experiment}/seed{seed}/task{task}/checkpoint.pt"
 TRAIN_LOG = "results/{experiment}/seed{seed}/task{task}/train_log.csv"
 FORGETTING_CURVE = "results/{experiment}/seed{seed}/task{task}/forgetting_curve.csv"

@@ -4,10 +4,11 @@ rule prepare_data:
     input:
         code=CODE["data"],
     params:
+        # What the content depends on; data_root and download are read from the config by
+        # the script, so that where the files were found never makes the dataset stale.
         dataset=config["dataset"],
-        data_root=config["data_root"],
-        download=config["download"],
         subset=config["data_subset"],
+        keep_dir=DATA_KEEP_DIR,
     benchmark:
         f"{BENCHMARK_DIR}/prepare_data.tsv"
     log:

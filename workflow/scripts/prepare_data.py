@@ -4,19 +4,20 @@ from clexp.joblog import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
-from clexp.data import prepare_dataset, save_dataset  # noqa: E402
+import sys  # noqa: E402
+
+from clexp.data import write_dataset_file  # noqa: E402
 
 subset = snakemake.params.subset
-arrays = prepare_dataset(
+message = write_dataset_file(
+    snakemake.output[0],
     snakemake.params.dataset,
-    snakemake.params.data_root,
-    snakemake.params.download,
+    # Where the files are found is read from the config, not from params: the dataset's
+    # content does not depend on it, so moving data_root or switching download reruns nothing.
+    snakemake.config["data_root"],
+    snakemake.config["download"],
     train_per_class=subset["train_images_per_class"],
     eval_per_class=subset["eval_images_per_class"],
+    keep_dir=snakemake.params.keep_dir,
 )
-save_dataset(arrays, snakemake.output[0])
-print(
-    f"{snakemake.params.dataset}: {len(arrays['train_labels'])} training and "
-    f"{len(arrays['eval_labels'])} evaluation images -> {snakemake.output[0]}",
-    file=__import__("sys").stderr,
-)
+print(f"{message} -> {snakemake.output[0]}", file=sys.stderr)
