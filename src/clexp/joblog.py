@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
 
-
-class _Tee:
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def write(self, text):
-        for stream in self.streams:
-            stream.write(text)
-            stream.flush()
-        return len(text)
-
-    def flush(self):
-        for stream in self.streams:
-            stream.flush()
+from clexp.errors import ClexpError
 
 
 def log_stderr_to(path: str | Path) -> None:
-    """Copy everything written to stderr from now on (tracebacks included) into `path`."""
+    """Send everything written to stderr from now on (tracebacks included) to `path` only,
+    and report an error that ends the job on the console too (`report_error`).
+
+    The console stays for Snakemake's progress and for errors, each printed once.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr = _Tee(sys.__stderr__, open(path, "w", buffering=1))  # noqa: SIM115
+    sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 - open for the job's lifetime
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s",
         force=True,
     )
+    sys.excepthook = functools.partial(report_error, log_path=str(path))
+
+
+def report_error(kind, error, trace, log_path: str = "") -> None:
+    """Exception hook of a job. A clexp error (a problem the user can fix; its message says
+    how) is one line, in the log and on the console. Anything else goes to the log with its
+    traceback, as Python prints it, and one line on the console points there."""
+    if isinstance(error, ClexpError):
+        line = f"{kind.__name__}: {error}"
+        print(line, file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, trace)
+        line = f"{kind.__name__}: {error} (traceback in {log_path})"
+    if sys.stderr is not sys.__stderr__:
+        print(line, file=sys.__stderr__, flush=True)
 
 
 def start_job(log_path: str | Path, threads: int, torch_too: bool = True) -> None:

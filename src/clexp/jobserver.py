@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 SOCKET_VARIABLE = "CLEXP_JOB_SERVER"
@@ -209,7 +208,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
             print(exit_.code, file=sys.stderr)
             code = 1
     except BaseException:  # noqa: BLE001 - report like the interpreter, then exit 1
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())  # the job's own hook (clexp.joblog), as the interpreter
         code = 1
     finally:
         try:
