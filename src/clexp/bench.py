@@ -94,9 +94,10 @@ def _dataloader_loop(model, optimizer, dataset, epochs, batch_size, seed):
             optimizer.step()
 
 
-def _torchvision_subset(data_root: Path, dataset: str, classes):
-    """torchvision's training split of `dataset` under `data_root`, restricted to `classes`:
-    the MNIST tutorials' dataset (each image decoded and converted by `ToTensor` per item)."""
+def _torchvision_subset(data_root: Path, dataset: str, counts: dict[int, int]):
+    """torchvision's training split of `dataset` under `data_root`: the first `counts[c]`
+    images of each class c, as the dataset file's `data_subset` keeps them; the MNIST
+    tutorials' dataset (each image decoded and converted by `ToTensor` per item)."""
     import torch
     import torchvision.datasets
     from torchvision import transforms
@@ -106,7 +107,10 @@ def _torchvision_subset(data_root: Path, dataset: str, classes):
     name, _ = TORCHVISION_DATASETS[dataset]
     full = getattr(torchvision.datasets, name)(str(data_root), train=True, download=False,
                                                transform=transforms.ToTensor())
-    indices = torch.isin(full.targets, torch.tensor(classes)).nonzero().flatten().tolist()
+    indices = sorted(
+        index for cls, count in counts.items()
+        for index in (full.targets == cls).nonzero().flatten()[:count].tolist()
+    )
     return torch.utils.data.Subset(full, indices)
 
 
@@ -139,7 +143,8 @@ def bench_loop(data_path: Path, repeats: int, epochs: int, data_root: Path | Non
     names = ["clexp", "clexp_instrumented", "dataloader_tensors"]
     tutorial_data = None
     if data_root is not None:
-        tutorial_data = _torchvision_subset(data_root, dataset, [1, 2])
+        counts = {c: int((data["train_labels"] == c).sum()) for c in (1, 2)}
+        tutorial_data = _torchvision_subset(data_root, dataset, counts)
         if len(tutorial_data) != len(labels):
             raise ValueError(f"{data_root} and {data_path} hold different data")
         names.append("dataloader")
@@ -237,21 +242,65 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
     }
 
 
+LOOP_UNITS = {"images_per_run": "images", "repeats": ""}
+
+
+def loop_unit(key: str) -> str:
+    """The unit of a `bench_loop` result: images per second, a ratio, or as listed."""
+    if key.startswith("ratio_"):
+        return "x"
+    return LOOP_UNITS.get(key, "images/s")
+
+
+def _reference_data_root(config: Path) -> tuple[Path | None, str, str]:
+    """The raw dataset folder of `config` for the torchvision reference loop, the dataset,
+    and why the reference is left out ('' when it is not)."""
+    import yaml
+
+    from clexp.config import DATA_ROOT_VARIABLE
+    from clexp.data import EXPECTED_FILES, raw_folder
+
+    settings = yaml.safe_load(config.read_text()) or {}
+    dataset = settings.get("dataset", "mnist")
+    root = Path(os.environ.get(DATA_ROOT_VARIABLE) or settings.get("data_root", "data"))
+    if not root.is_absolute():
+        root = config.parent / root
+    folder = raw_folder(root, dataset)
+    missing = [name for name in EXPECTED_FILES if not (folder / name).is_file()]
+    if missing:
+        return None, dataset, f"{folder} lacks {', '.join(missing)}"
+    return root, dataset, ""
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m clexp.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["loop", "study", "all"])
+    parser.add_argument("what", choices=["loop", "study", "all"],
+                        help="loop: the training loop; study: the whole workflow; all: both")
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml",
-                        help="study config for `study` (data_root relative to it)")
+                        help="study config (default: the project's config.yaml); `study` runs "
+                             "it, `loop` reads its data_root for the torchvision reference")
     parser.add_argument("--data", type=Path, default=None,
-                        help="compact dataset file for `loop` (default: the study's)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/clexp-bench"))
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--edit-experiment", default="seq")
-    parser.add_argument("--output", type=Path, default=REPO / "results/benchmarks/bench.json")
+                        help="compact dataset file for `loop` (default: the project's "
+                             "results/data/dataset.npz, or the study's with `all`)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/clexp-bench"),
+                        help="scratch copy of the project for `study` (deleted first)")
+    parser.add_argument("--cores", type=int, default=2, help="--cores of the study run")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="`loop`: repeats of each loop; the median is reported")
+    parser.add_argument("--epochs", type=int, default=2, help="`loop`: epochs per repeat")
+    parser.add_argument("--edit-experiment", default="seq",
+                        help="`study`: the experiment edited to time a partial rerun")
+    parser.add_argument("--output", type=Path, default=REPO / "results/benchmarks/bench.json",
+                        help="where the numbers are written as JSON")
     args = parser.parse_args(argv)
+
+    data = args.data
+    if args.what == "loop":
+        data = data or REPO / "results/data/dataset.npz"
+        if not data.is_file():
+            parser.exit(1, f"clexp.bench: no dataset file at {data}; build it with "
+                           "`snakemake --cores 2 results/data/dataset.npz` or pass --data FILE\n")
 
     from clexp.threads import limit_threads
 
@@ -262,25 +311,20 @@ def main(argv=None) -> None:
                                       args.edit_experiment)
         study = report["study"]
         print(pd.DataFrame(study["per_rule"]).to_string(index=False, float_format="%.2f"))
-        for key in ("study_wall_s", "noop_dry_run_s", "noop_planned_jobs", "edit_rerun_jobs",
-                    "edit_rerun_s", "peak_rss_mb"):
-            print(f"{key:>20}: {study[key]}")
+        for key, unit in (("study_wall_s", "s"), ("noop_dry_run_s", "s"),
+                          ("noop_planned_jobs", "jobs"), ("edit_rerun_jobs", "jobs"),
+                          ("edit_rerun_s", "s"), ("peak_rss_mb", "MB")):
+            print(f"{key:>20}: {study[key]} {unit}")
+        data = data or args.workdir / "results/data/dataset.npz"
     if args.what in ("loop", "all"):
-        data = args.data or args.workdir / "results/data/dataset.npz"
-        if not data.exists():
-            raise SystemExit(f"{data} does not exist: run `study` first or pass --data")
-        import yaml
-
-        settings = yaml.safe_load(args.config.read_text())
-        root = args.config.parent / settings.get("data_root", "data")
-        if not root.exists():
-            print(f"{root} does not exist: the torchvision reference loop is left out")
-            root = None
+        root, dataset, why = _reference_data_root(args.config)
+        if why:
+            print(f"the torchvision reference loop is left out: {why}")
         report["loop"] = bench_loop(data, args.repeats, args.epochs, data_root=root,
-                                    dataset=settings.get("dataset", "mnist"))
+                                    dataset=dataset)
         for key, value in report["loop"].items():
-            print(f"{key:>34}: {value:,.2f}" if isinstance(value, float) else
-                  f"{key:>34}: {value}")
+            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+            print(f"{key:>34}: {shown} {loop_unit(key)}".rstrip())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"written: {args.output}")
