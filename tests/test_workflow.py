@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHARED_DATA, make_project, snakemake, tiny_config
+from conftest import SHARED_DATA, make_project, require_data, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +137,7 @@ def test_editing_library_code_reruns_the_jobs_that_use_it(tiny_run, module, expe
 
 
 def test_fashion_mnist_study_with_two_seeds(tmp_path):
+    require_data("FashionMNIST")
     config = tiny_config(
         dataset="fashion_mnist", seeds=[0, 1],
         data_subset={"train_images_per_class": 100, "eval_images_per_class": 50},
