@@ -165,3 +165,32 @@ def test_fashion_mnist_study_with_two_seeds(tmp_path):
     assert seq.iloc[0] != seq.iloc[1]  # the seeds really differ
     page = (project / "results/report.html").read_text()
     assert f"{seq.mean():.3f} ± {seq.std():.3f}" in page
+
+
+def test_metrics_do_not_depend_on_whether_a_seed_is_analysed(tmp_path):
+    require_data()
+    base = tiny_config(
+        seeds=[0, 1], tasks=[[1, 2], [3, 4]], experiments={"seq": {}},
+        data_subset={"train_images_per_class": 100, "eval_images_per_class": 50},
+    )
+    runs = {}
+    for analysed in (0, 1):
+        config = dict(base, analysis=dict(base["analysis"], seeds=[analysed]))
+        project = make_project(tmp_path / f"analysed{analysed}", config)
+        result = snakemake(project, "results/report.html")
+        assert result.returncode == 0, result.stdout + result.stderr
+        runs[analysed] = project
+    for task in (1, 2):
+        folder = f"results/seq/seed0/task{task}"
+        with_analysis = runs[0] / folder
+        without = runs[1] / folder
+        for name in ("metrics.json", "checkpoint.pt"):
+            assert (with_analysis / name).read_bytes() == (without / name).read_bytes(), name
+        assert (with_analysis / "analysis.npz").exists() and not (without / "analysis.npz").exists()
+        assert (with_analysis / "figures/latent_map.png").exists()
+        assert not (without / "figures").exists()
+        assert len(pd.read_csv(with_analysis / "forgetting_curve.csv")) > 0
+        assert len(pd.read_csv(without / "forgetting_curve.csv")) == 0
+    # The summary (every seed) is the same in both projects.
+    assert (runs[0] / "results/summary.csv").read_text() == (
+        runs[1] / "results/summary.csv").read_text()

@@ -1,7 +1,8 @@
 """Measurements of a checkpoint beyond accuracy, on numpy arrays (no torch).
 
-`checkpoint_analysis` returns the arrays of `analysis.npz` and the scalars added to
-`metrics.json`. Schema of `analysis.npz` (per checkpoint):
+`checkpoint_analysis` returns the arrays of `analysis.npz` (made only for the seeds of the
+config's `analysis.seeds`) and `checkpoint_scalars` the cheap scalars that every checkpoint's
+`metrics.json` has. Schema of `analysis.npz` (per checkpoint):
 
 - `hist_<layer>_weight_counts`, `hist_<layer>_weight_edges`, `hist_<layer>_bias_counts`,
   `hist_<layer>_bias_edges` for layer in fc1, fc2, fc3 (40 bins);
@@ -111,7 +112,7 @@ def checkpoint_analysis(
     config's `analysis` section.
     """
     seen = [c for task in tasks_seen for c in task]
-    weight_stats, bias_stats, arrays = layer_statistics(parameters)
+    _, _, arrays = layer_statistics(parameters)
     mask = np.isin(eval_labels, seen)
     seen_index = np.flatnonzero(mask)
     labels = eval_labels[seen_index]
@@ -141,9 +142,19 @@ def checkpoint_analysis(
     if tsne_h1:
         arrays["tsne_h1"] = tsne_embedding(outputs["h1"][sample], iterations=iterations)
 
-    scalars = {
+    return arrays, checkpoint_scalars(parameters, eval_labels, outputs, tasks_seen)
+
+
+def checkpoint_scalars(parameters: dict[str, np.ndarray], eval_labels: np.ndarray,
+                       outputs: dict[str, np.ndarray], tasks_seen) -> dict:
+    """The cheap measurements of a checkpoint that go into metrics.json for every seed:
+    weight and bias statistics per layer and the saliency norm per seen class (on h2)."""
+    seen = [c for task in tasks_seen for c in task]
+    seen_index = np.flatnonzero(np.isin(eval_labels, seen))
+    weight_stats, bias_stats, _ = layer_statistics(parameters)
+    return {
         "weight_stats": weight_stats,
         "bias_stats": bias_stats,
-        "saliency_norm": saliency_norms(outputs["h2"][seen_index], labels, seen),
+        "saliency_norm": saliency_norms(outputs["h2"][seen_index], eval_labels[seen_index],
+                                        seen),
     }
-    return arrays, scalars

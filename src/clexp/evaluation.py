@@ -10,9 +10,8 @@ included), `init_per_task_acc` (the untrained network, for forward transfer),
 (logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
-asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`; with the analysis:
-`weight_stats`, `bias_stats` (per layer: mean, median, std) and `saliency_norm` (per seen
-class, on h2).
+asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `weight_stats`,
+`bias_stats` (per layer: mean, median, std) and `saliency_norm` (per seen class, on h2).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clexp.analysis import checkpoint_analysis
+from clexp.analysis import checkpoint_analysis, checkpoint_scalars
 from clexp.checkpoint import load_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import balanced_subset, class_mask, load_dataset
@@ -69,7 +68,7 @@ def evaluate_checkpoint(
     """Measure the checkpoint after task `task` of `run`.
 
     Returns the metrics.json dict and the arrays of analysis.npz (see `clexp.analysis`); with
-    `analysis_settings` None, only the metrics and no arrays.
+    `analysis_settings` None, no arrays. The metrics do not depend on `analysis_settings`.
     """
     state = load_checkpoint(
         checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
@@ -134,12 +133,39 @@ def evaluate_checkpoint(
         "ogd_basis_size": int(state["ogd_basis"].shape[0]),
         "config_hash": state["config_hash"],
     }
+    parameters = {k: v.numpy() for k, v in state["model"].items()}
+    metrics.update(checkpoint_scalars(parameters, eval_labels, evaluation, tasks[:task]))
     arrays: dict = {}
     if analysis_settings is not None:
-        parameters = {k: v.numpy() for k, v in state["model"].items()}
-        arrays, scalars = checkpoint_analysis(
+        arrays, _ = checkpoint_analysis(
             parameters, data["eval_images"], eval_labels, evaluation, tasks[:task],
             analysis_settings, tsne_h1=run["tsne_h1"],
         )
-        metrics.update(scalars)
     return metrics, arrays
+
+
+def analyze_checkpoint(
+    run: dict,
+    seed: int,
+    task: int,
+    checkpoint_path: str | Path,
+    data_path: str | Path,
+    analysis_settings: dict,
+    device: str = "auto",
+) -> dict:
+    """The arrays of analysis.npz of the checkpoint after task `task` (no probes: those are
+    in the metrics, which `evaluate_checkpoint` writes for every seed)."""
+    state = load_checkpoint(
+        checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
+    )
+    target = resolve_device(device)
+    model = build_model(run).to(target)
+    model.load_state_dict(state["model"])
+    data = load_dataset(data_path)
+    evaluation = hidden_outputs(model, data["eval_images"], target)
+    parameters = {k: v.numpy() for k, v in state["model"].items()}
+    arrays, _ = checkpoint_analysis(
+        parameters, data["eval_images"], data["eval_labels"], evaluation,
+        run["tasks"][:task], analysis_settings, tsne_h1=run["tsne_h1"],
+    )
+    return arrays

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -144,6 +144,10 @@ class StudyFiles:
     seeds: list[int]
     tasks: dict[str, int]
     paths: dict
+    analysis_seeds: list[int] = field(default_factory=list)  # with checkpoint figures
+
+    def __post_init__(self):
+        self.analysis_seeds = list(self.analysis_seeds) or list(self.seeds[:1])
 
     def run(self, key: str, experiment: str, seed: int, name: str | None = None) -> str:
         pattern = self.paths[key][name] if name else self.paths[key]
@@ -155,9 +159,9 @@ class StudyFiles:
 
 
 def experiment_html(files: StudyFiles, experiment: str) -> str:
-    """An experiment's figures and tables: every per-run figure of the first seed, its probe
-    table, and its per-checkpoint figures folded per task."""
-    seed = files.seeds[0]
+    """An experiment's figures and tables: every per-run figure of the first analysed seed,
+    its probe table, and its per-checkpoint figures folded per task."""
+    seed = files.analysis_seeds[0]
     parts = [f"<h3 id=\"{section_id(experiment)}\">{html.escape(experiment)}</h3>"]
     if len(files.seeds) > 1:
         parts.append(f"<p>Figures of seed {seed}; the summary gives mean ± sd over seeds "

@@ -24,6 +24,7 @@ from clexp.ogd import GradientProjector, average_task_gradient, empty_basis, ext
 
 LOGGER = logging.getLogger("clexp.training")
 
+CURVE_COLUMNS = ["step", "epoch", "batch", "eval_task", "acc"]
 LOG_COLUMNS = [
     "task", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "ogd_basis_size",
 ]
@@ -259,6 +260,7 @@ def run_training_task(
     device: str = "auto",
     curve_images_per_task: int = 200,
     curve_stride: int = 1,
+    instruments: bool = True,
 ) -> dict:
     """Train task `task` (1-based) of `run` and save its checkpoint.
 
@@ -267,7 +269,9 @@ def run_training_task(
     matrix) and `gradient_sums` (weight-matrix name -> accumulated gradient, numpy).
 
     Task 1 starts from a network initialised with `seed`; task t > 1 resumes model, optimizer,
-    OGD basis and random-number generators from `previous_checkpoint`.
+    OGD basis and random-number generators from `previous_checkpoint`. With `instruments`
+    false the per-batch records are not taken (the three records come back empty); they
+    only read the model, so the checkpoint is the same either way.
     """
     settings = training_config(run)
     identity = config_hash(settings)
@@ -310,12 +314,14 @@ def run_training_task(
     images, labels = split_tensors(data, "train", train_mask, target)
     eval_mask = class_mask(data["eval_labels"], seen_classes(tasks, task))
     eval_images, eval_labels = split_tensors(data, "eval", eval_mask, target)
-    curve_sets = [
-        split_tensors(data, "eval", np.flatnonzero(class_mask(data["eval_labels"], earlier))
-                      [:curve_images_per_task], target)
-        for earlier in tasks[:task]
-    ]
-    instruments = Instruments(model, curve_sets, curve_stride)
+    recorder = None
+    if instruments:
+        curve_sets = [
+            split_tensors(data, "eval", np.flatnonzero(class_mask(data["eval_labels"], earlier))
+                          [:curve_images_per_task], target)
+            for earlier in tasks[:task]
+        ]
+        recorder = Instruments(model, curve_sets, curve_stride)
     LOGGER.info(
         "%s task %d: training on %d images of classes %s, lr %g",
         where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
@@ -324,7 +330,7 @@ def run_training_task(
         model, optimizer, images, labels, settings, generator,
         basis=basis if settings["ogd"] else None,
         eval_images=eval_images, eval_labels=eval_labels, where=where, task=task,
-        instruments=instruments,
+        instruments=recorder,
     )
     if settings["ogd"]:
         direction = average_task_gradient(model, images, labels, settings["batch_size"])
@@ -352,7 +358,8 @@ def run_training_task(
     )
     return {
         "log": result["log"],
-        "forgetting_curve": instruments.curve,
-        "relative_updates": instruments.updates,
-        "gradient_sums": {k: v.cpu().numpy() for k, v in instruments.gradient_sums.items()},
+        "forgetting_curve": recorder.curve if recorder else [],
+        "relative_updates": recorder.updates if recorder else [],
+        "gradient_sums": ({k: v.cpu().numpy() for k, v in recorder.gradient_sums.items()}
+                          if recorder else {}),
     }

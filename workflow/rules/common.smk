@@ -40,6 +40,9 @@ except ConfigError as error:
 EXPERIMENTS = selected_experiments(config)
 RUNS = {name: resolve_experiment(config, name) for name in EXPERIMENTS}
 SEEDS = config["seeds"]
+# Seeds whose checkpoints get the per-checkpoint analysis and figures (the first seed when
+# none of analysis.seeds is run); every seed gets metrics and probes.
+ANALYSIS_SEEDS = [s for s in SEEDS if s in config["analysis"]["seeds"]] or SEEDS[:1]
 
 
 wildcard_constraints:
@@ -165,14 +168,19 @@ def all_experiment_settings():
     return {e: training_config(RUNS[e]) for e in EXPERIMENTS}
 
 
-def all_checkpoint_files(pattern):
-    """`pattern` for every task of every selected experiment and seed."""
+def all_checkpoint_files(pattern, seeds=None):
+    """`pattern` for every task of every selected experiment and seed (or `seeds`)."""
     return [
         pattern.format(experiment=e, seed=s, task=t)
         for e in EXPERIMENTS
-        for s in SEEDS
+        for s in (SEEDS if seeds is None else seeds)
         for t in run_tasks(e)
     ]
+
+
+def analysis_on(wildcards):
+    """Whether this run's seed gets the per-batch instruments and per-checkpoint analysis."""
+    return int(wildcards.seed) in ANALYSIS_SEEDS
 
 
 def training_params(wildcards):

@@ -1,7 +1,6 @@
 rule evaluate_checkpoint:
     output:
         metrics=METRICS,
-        analysis=ANALYSIS,
     input:
         checkpoint=CHECKPOINT,
         data=DATA_FILE,
@@ -9,7 +8,6 @@ rule evaluate_checkpoint:
     params:
         run=run_params,
         probe=config["probe"],
-        analysis=config["analysis"],
         device=config["device"],
     benchmark:
         f"{BENCHMARK_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
@@ -22,3 +20,28 @@ rule evaluate_checkpoint:
         mem_mb=1500,
     script:
         "../scripts/evaluate_checkpoint.py"
+
+
+# Only for the seeds of analysis.seeds: the per-checkpoint figures are drawn from it.
+rule analyze_checkpoint:
+    output:
+        analysis=ANALYSIS,
+    input:
+        checkpoint=CHECKPOINT,
+        data=DATA_FILE,
+        code=CODE["evaluate"],
+    params:
+        run=run_params,
+        analysis=config["analysis"],
+        device=config["device"],
+    benchmark:
+        f"{BENCHMARK_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+    log:
+        f"{LOG_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1500,
+    script:
+        "../scripts/analyze_checkpoint.py"

@@ -28,11 +28,14 @@ rule report:
         by_experiment=SUMMARY_BY_EXPERIMENT,
         study=list(STUDY_TABLES.values()) + list(STUDY_FIGURES.values()),
         runs=[all_runs(p) for p in [ACCURACY_MATRIX, PROBE_TABLE, *RUN_FIGURES.values()]],
-        checkpoints=[all_checkpoint_files(p) for p in CHECKPOINT_FIGURES.values()],
+        checkpoints=[
+            all_checkpoint_files(p, ANALYSIS_SEEDS) for p in CHECKPOINT_FIGURES.values()
+        ],
         code=CODE["report"],
     params:
         experiments=EXPERIMENTS,
         seeds=SEEDS,
+        analysis_seeds=ANALYSIS_SEEDS,
         tasks={e: num_tasks(e) for e in EXPERIMENTS},
         paths={
             "summary": SUMMARY,

@@ -14,6 +14,7 @@ rule train_task:
         device=config["device"],
         curve_stride=config["analysis"]["forgetting_curve_stride"],
         curve_images_per_task=config["analysis"]["forgetting_curve_images_per_task"],
+        instruments=analysis_on,
     benchmark:
         f"{BENCHMARK_DIR}/train_task/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:

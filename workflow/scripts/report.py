@@ -10,6 +10,7 @@ from clexp.report import StudyFiles, build_report  # noqa: E402
 files = StudyFiles(
     experiments=snakemake.params.experiments,
     seeds=snakemake.params.seeds,
+    analysis_seeds=snakemake.params.analysis_seeds,
     tasks=snakemake.params.tasks,
     paths=snakemake.params.paths,
 )

@@ -7,7 +7,7 @@ start_job(snakemake.log[0], snakemake.threads)
 import pandas as pd  # noqa: E402
 
 from clexp.files import write_csv, write_npz  # noqa: E402
-from clexp.training import LOG_COLUMNS, run_training_task  # noqa: E402
+from clexp.training import CURVE_COLUMNS, LOG_COLUMNS, run_training_task  # noqa: E402
 
 result = run_training_task(
     snakemake.params.run,
@@ -19,8 +19,11 @@ result = run_training_task(
     device=snakemake.params.device,
     curve_images_per_task=snakemake.params.curve_images_per_task,
     curve_stride=snakemake.params.curve_stride,
+    instruments=snakemake.params.instruments,
 )
 write_csv(pd.DataFrame(result["log"], columns=LOG_COLUMNS), snakemake.output.log_table)
-write_csv(pd.DataFrame(result["forgetting_curve"]), snakemake.output.forgetting_curve)
+# Seeds outside analysis.seeds record no per-batch instruments: these three files are empty.
+write_csv(pd.DataFrame(result["forgetting_curve"], columns=CURVE_COLUMNS),
+          snakemake.output.forgetting_curve)
 write_csv(pd.DataFrame(result["relative_updates"]), snakemake.output.relative_updates)
 write_npz(result["gradient_sums"], snakemake.output.gradient_maps)
