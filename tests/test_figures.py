@@ -39,6 +39,32 @@ def test_relative_update_of_an_sgd_step_is_lr_times_gradient_norm_over_weight_no
         assert torch.allclose(instruments.gradient_sums[name], gradients[name], atol=1e-6)
 
 
+def test_learning_curves_compare_training_and_evaluation_cross_entropy(monkeypatch, tmp_path):
+    from clexp import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: drawn.append(figure))
+    log = pd.DataFrame({
+        "task": [1, 1, 2], "epoch": [1, 2, 1], "lr": 1e-3,
+        "train_ce": [0.9, 0.5, 0.7], "train_penalty": [0.4, 0.3, 0.2],
+        "train_acc": [0.8, 0.9, 0.85],
+        "val_loss": [0.8, 0.6, 1.5], "val_acc": [0.8, 0.9, 0.5], "ogd_basis_size": 0,
+    })
+    log["train_loss"] = log["train_ce"] + log["train_penalty"]
+    figures.plot_learning_curves(log, "penalised", tmp_path / "a.png")
+    loss_axis, terms_axis = drawn[0].axes[1], drawn[0].axes[2]
+    lines = [list(line.get_ydata()) for line in loss_axis.get_lines() if len(line.get_ydata()) == 3]
+    assert lines == [[0.9, 0.5, 0.7], [0.8, 0.6, 1.5]]  # train CE and evaluation CE only
+    assert loss_axis.get_ylabel() == "cross-entropy"
+    terms = [list(line.get_ydata()) for line in terms_axis.get_lines()
+             if len(line.get_ydata()) == 3]
+    assert terms[0] == pytest.approx([1.3, 0.8, 0.9]) and terms[2] == [0.4, 0.3, 0.2]
+    # without a penalty: accuracy and cross-entropy panels only
+    figures.plot_learning_curves(log.assign(train_penalty=0.0, train_loss=log["train_ce"]),
+                                 "plain", tmp_path / "b.png")
+    assert len(drawn[1].axes) == 2
+
+
 def png_shape(path):
     image = imread(path)
     assert image.ndim == 3 and image.shape[2] in (3, 4)

@@ -33,32 +33,48 @@ def save_figure(figure, path: str | Path) -> None:
 def learning_curve_series(log: pd.DataFrame) -> pd.DataFrame:
     """The data behind the learning-curve figure: one row per epoch over all tasks.
 
-    Columns: `step` (1-based epoch count over the whole run), `task`, `train_loss`,
-    `train_acc`, `val_loss`, `val_acc`.
+    Columns: `step` (1-based epoch count over the whole run), `task`, `train_loss` (the loss
+    minimised), `train_ce`, `train_penalty` (its cross-entropy and L1-penalty terms),
+    `train_acc`, `val_loss` (cross-entropy), `val_acc`.
     """
     series = log.sort_values(["task", "epoch"]).reset_index(drop=True)
     series.insert(0, "step", range(1, len(series) + 1))
-    return series[["step", "task", "train_loss", "train_acc", "val_loss", "val_acc"]]
+    return series[["step", "task", "train_loss", "train_ce", "train_penalty", "train_acc",
+                   "val_loss", "val_acc"]]
 
 
 def plot_learning_curves(log: pd.DataFrame, title: str, path: str | Path) -> pd.DataFrame:
-    """Accuracy and loss per epoch (training data of the task; evaluation on seen classes).
+    """Accuracy and cross-entropy per epoch (training data of the task; evaluation on the seen
+    classes), like with like: the loss panel compares the training cross-entropy with the
+    evaluation cross-entropy. A run with an L1 penalty gets a third panel with the training
+    loss and its two terms.
 
     Returns the plotted series (see `learning_curve_series`).
     """
     series = learning_curve_series(log)
+    penalised = bool((series["train_penalty"] > 0).any())
+    panels = [("train_acc", "val_acc", "accuracy"), ("train_ce", "val_loss", "cross-entropy")]
     with plt.rc_context(STYLE):
-        figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 4))
-        for axis, metric, label in ((acc_axis, "acc", "accuracy"), (loss_axis, "loss", "loss")):
-            axis.plot(series["step"], series[f"train_{metric}"], marker="o", label="train (task)")
-            axis.plot(series["step"], series[f"val_{metric}"], marker="s",
+        figure, axes = plt.subplots(1, 3 if penalised else 2,
+                                    figsize=(15 if penalised else 10, 4))
+        for axis, (train, evaluation, label) in zip(axes, panels, strict=False):
+            axis.plot(series["step"], series[train], marker="o", label="train (task)")
+            axis.plot(series["step"], series[evaluation], marker="s",
                       label="evaluation (seen classes)")
+            axis.set_ylabel(label)
+        if penalised:
+            axis = axes[2]
+            for column, label in (("train_loss", "train loss (minimised)"),
+                                  ("train_ce", "train cross-entropy"),
+                                  ("train_penalty", "train L1 penalty")):
+                axis.plot(series["step"], series[column], marker=".", label=label)
+            axis.set_ylabel("training loss terms")
+        for axis in axes:
             for boundary in series.loc[series["task"].diff() > 0, "step"]:
                 axis.axvline(boundary - 0.5, color="grey", linestyle=":", linewidth=1)
             axis.set_xlabel("epoch (all tasks)")
-            axis.set_ylabel(label)
             axis.legend()
-        acc_axis.set_ylim(0, 1.02)
+        axes[0].set_ylim(0, 1.02)
         figure.suptitle(title)
         figure.tight_layout()
         save_figure(figure, path)
