@@ -99,6 +99,15 @@ def test_checkpoint_figures_and_their_data(tiny_run):
         assert arrays["profile"].shape == (6, 10)
         assert arrays["tsne_h2"].shape == (100, 2)
         assert arrays["hidden_features"].shape == (16, 84)
+        hidden_labels = arrays["hidden_features_labels"]
+        assert str(arrays["hist_fc1_bias_source"]) == "linear_bias"
+    # the same images after every task, from all ten digits; untrained ones flagged
+    with np.load(tiny_run / "results/seq/seed0/task1/analysis.npz") as first:
+        assert np.array_equal(first["hidden_features_labels"], hidden_labels)
+        assert set(hidden_labels.tolist()) == set(range(10))
+        assert first["hidden_features_seen"].sum() == np.isin(hidden_labels, [1, 2]).sum()
+    with np.load(tiny_run / "results/seq_bn/seed0/task1/analysis.npz") as bn:
+        assert str(bn["hist_fc1_bias_source"]) == "batchnorm_shift"
     for name in ("forgetting_curve", "relative_updates", "gradient_maps", "probability_profile",
                  "latent_map", "hidden_features", "weight_histograms"):
         height, width = png_shape(task / "figures" / f"{name}.png")

@@ -234,15 +234,24 @@ def plot_latent_map(arrays: dict, title: str, path: str | Path) -> list[str]:
     return panels
 
 
+def hidden_feature_row_labels(arrays: dict) -> list[str]:
+    """Row labels of the hidden-features map: the digit, starred where not trained yet."""
+    seen = arrays.get("hidden_features_seen")
+    labels = arrays["hidden_features_labels"]
+    if seen is None:
+        seen = [True] * len(labels)
+    return [f"{d}" if s else f"{d}*" for d, s in zip(labels, seen, strict=True)]
+
+
 def plot_hidden_features(arrays: dict, title: str, path: str | Path) -> tuple[int, int]:
-    """h2 of a fixed batch of evaluation images (rows, labelled by digit) x units."""
+    """h2 of a fixed batch of evaluation images (rows, labelled by digit) x units: the same
+    images after every task, digits not trained yet starred."""
     features = arrays["hidden_features"]
     figure, axis = _figure(figsize=(9, 4.5))
     image = axis.imshow(features, aspect="auto", cmap="magma", interpolation="nearest")
-    axis.set_yticks(range(len(features)), [str(d) for d in arrays["hidden_features_labels"]],
-                    fontsize=6)
+    axis.set_yticks(range(len(features)), hidden_feature_row_labels(arrays), fontsize=6)
     axis.set_xlabel("h2 unit")
-    axis.set_ylabel("evaluation image (true digit)")
+    axis.set_ylabel("evaluation image (true digit; * not trained yet)")
     axis.set_title(title)
     axis.grid(False)
     figure.colorbar(image, ax=axis, label="activation")
@@ -250,8 +259,20 @@ def plot_hidden_features(arrays: dict, title: str, path: str | Path) -> tuple[in
     return features.shape
 
 
+BIAS_SOURCE_LABELS = {
+    "linear_bias": "bias (linear layer)",
+    "batchnorm_shift": "effective bias (BN shift β)",
+}
+
+
+def bias_label(source) -> str:
+    """How a figure names an effective bias of `source` (see clexp.analysis.effective_biases)."""
+    return BIAS_SOURCE_LABELS.get(str(source), "bias")
+
+
 def plot_weight_histograms(arrays: dict, title: str, path: str | Path) -> int:
-    """Histograms of weights (top) and biases (bottom) per layer. Returns the panel count."""
+    """Histograms of weights (top) and effective biases (bottom: BatchNorm's shift beta where
+    BatchNorm follows the layer, else the linear bias) per layer. Returns the panel count."""
     layers = ("fc1", "fc2", "fc3")
     figure, axes = _figure(2, 3, figsize=(12, 6))
     for row, kind in enumerate(("weight", "bias")):
@@ -260,7 +281,8 @@ def plot_weight_histograms(arrays: dict, title: str, path: str | Path) -> int:
             edges = arrays[f"hist_{layer}_{kind}_edges"]
             axis = axes[row, column]
             axis.stairs(counts, edges, fill=True, alpha=0.7)
-            axis.set_title(f"{layer} {'weights' if kind == 'weight' else 'biases'}")
+            source = arrays.get(f"hist_{layer}_bias_source", "linear_bias")
+            axis.set_title(f"{layer} {'weights' if kind == 'weight' else bias_label(source)}")
             axis.set_xlabel("value")
             axis.set_ylabel("count")
     figure.suptitle(title)
