@@ -139,7 +139,7 @@ def test_config_hash_ignores_evaluation_options_and_key_order():
 
 
 STUDY_EXPERIMENTS = """
-joint joint_bn seq seq_bn seq_ln seq_dropout05 seq_dropout02 seq_wd01 seq_wd1 seq_wd5
+joint joint_bn seq seq_bn seq_ln seq_dropout05 seq_dropout02 seq_wd001 seq_wd01 seq_wd1 seq_wd5
 joint_l1_0001 joint_l1_01 joint_l1_1 joint_l1_2 seq_l1_1 seq_bn_l1_1 seq_bn_dropout02
 seq_bn_dropout02_l1_1 seq_bn_order38 seq_bn_order14 ogd_sgd ogd_adam ogd_sgd_bn ogd_adam_bn
 ogd_adam_bn_l1_1 ogd_adam_bn_dropout02 ogd_sgd_bn_t095 ogd_sgd_bn_t095_l1_5
@@ -147,7 +147,7 @@ ogd_sgd_bn_t095_dropout02 ogd_sgd_bn_t095_dropout02_l1_5
 """.split()
 
 
-def test_the_study_defines_its_thirty_experiments_as_specified():
+def test_the_study_defines_its_experiments_as_specified():
     config = validated(STUDY)
     assert list(config["experiments"]) == STUDY_EXPERIMENTS
     runs = {name: resolve_experiment(config, name) for name in STUDY_EXPERIMENTS}
@@ -168,5 +168,24 @@ def test_the_study_defines_its_thirty_experiments_as_specified():
             assert run["norm"] == ("batch" if "_bn" in name else "none")
     assert [runs[f"joint_l1_{s}"]["l1_activation"] for s in ("0001", "01", "1", "2")] == [
         0.001, 0.1, 1.0, 2.0]
-    assert [runs[f"seq_wd{s}"]["weight_decay"] for s in ("01", "1", "5")] == [0.1, 1.0, 5.0]
-    assert all(runs[f"seq_wd{s}"]["stop_at_train_acc"] == 0.98 for s in ("01", "1", "5"))
+    sweep = ("001", "01", "1", "5")
+    assert [runs[f"seq_wd{s}"]["weight_decay"] for s in sweep] == [0.01, 0.1, 1.0, 5.0]
+    assert all(runs[f"seq_wd{s}"]["stop_at_train_acc"] == 0.98 for s in sweep)
+
+
+def test_every_forward_transfer_experiment_also_probes_all_classes():
+    config = validated(STUDY)
+    runs = {name: resolve_experiment(config, name) for name in config["experiments"]}
+    probed = [name for name, run in runs.items() if run["probe_unseen"]]
+    assert probed == ["seq_bn", "seq_bn_order38", "seq_bn_order14"]
+    assert all(runs[name]["probe_all_classes"] for name in probed)
+
+
+def test_the_weight_decay_sweep_is_one_protocol_of_the_study():
+    from clexp.study import weight_decay_sweep_experiments
+
+    config = validated(STUDY)
+    settings = {name: training_config(resolve_experiment(config, name))
+                for name in config["experiments"]}
+    assert weight_decay_sweep_experiments(settings) == [
+        "seq_wd001", "seq_wd01", "seq_wd1", "seq_wd5"]

@@ -39,6 +39,32 @@ def test_relative_update_of_an_sgd_step_is_lr_times_gradient_norm_over_weight_no
         assert torch.allclose(instruments.gradient_sums[name], gradients[name], atol=1e-6)
 
 
+def test_learning_curves_compare_training_and_evaluation_cross_entropy(monkeypatch, tmp_path):
+    from clexp import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: drawn.append(figure))
+    log = pd.DataFrame({
+        "task": [1, 1, 2], "epoch": [1, 2, 1], "lr": 1e-3,
+        "train_ce": [0.9, 0.5, 0.7], "train_penalty": [0.4, 0.3, 0.2],
+        "train_acc": [0.8, 0.9, 0.85],
+        "val_loss": [0.8, 0.6, 1.5], "val_acc": [0.8, 0.9, 0.5], "ogd_basis_size": 0,
+    })
+    log["train_loss"] = log["train_ce"] + log["train_penalty"]
+    figures.plot_learning_curves(log, "penalised", tmp_path / "a.png")
+    loss_axis, terms_axis = drawn[0].axes[1], drawn[0].axes[2]
+    lines = [list(line.get_ydata()) for line in loss_axis.get_lines() if len(line.get_ydata()) == 3]
+    assert lines == [[0.9, 0.5, 0.7], [0.8, 0.6, 1.5]]  # train CE and evaluation CE only
+    assert loss_axis.get_ylabel() == "cross-entropy"
+    terms = [list(line.get_ydata()) for line in terms_axis.get_lines()
+             if len(line.get_ydata()) == 3]
+    assert terms[0] == pytest.approx([1.3, 0.8, 0.9]) and terms[2] == [0.4, 0.3, 0.2]
+    # without a penalty: accuracy and cross-entropy panels only
+    figures.plot_learning_curves(log.assign(train_penalty=0.0, train_loss=log["train_ce"]),
+                                 "plain", tmp_path / "b.png")
+    assert len(drawn[1].axes) == 2
+
+
 def png_shape(path):
     image = imread(path)
     assert image.ndim == 3 and image.shape[2] in (3, 4)
@@ -73,6 +99,15 @@ def test_checkpoint_figures_and_their_data(tiny_run):
         assert arrays["profile"].shape == (6, 10)
         assert arrays["tsne_h2"].shape == (100, 2)
         assert arrays["hidden_features"].shape == (16, 84)
+        hidden_labels = arrays["hidden_features_labels"]
+        assert str(arrays["hist_fc1_bias_source"]) == "linear_bias"
+    # the same images after every task, from all ten digits; untrained ones flagged
+    with np.load(tiny_run / "results/seq/seed0/task1/analysis.npz") as first:
+        assert np.array_equal(first["hidden_features_labels"], hidden_labels)
+        assert set(hidden_labels.tolist()) == set(range(10))
+        assert first["hidden_features_seen"].sum() == np.isin(hidden_labels, [1, 2]).sum()
+    with np.load(tiny_run / "results/seq_bn/seed0/task1/analysis.npz") as bn:
+        assert str(bn["hist_fc1_bias_source"]) == "batchnorm_shift"
     for name in ("forgetting_curve", "relative_updates", "gradient_maps", "probability_profile",
                  "latent_map", "hidden_features", "weight_histograms"):
         height, width = png_shape(task / "figures" / f"{name}.png")
@@ -108,7 +143,7 @@ def test_study_tables(tiny_run):
     l1 = pd.read_csv(study / "l1_sweep.csv")
     assert list(l1["experiment"]) == ["joint"]  # the only joint run without norm
     decay = pd.read_csv(study / "weight_decay_sweep.csv")
-    assert list(decay["experiment"]) == ["seq"]
+    assert decay.empty  # seq trains fixed epochs: not the sweep's early-stopping protocol
     loss = pd.read_csv(study / "eval_loss_comparison.csv")
     assert set(zip(loss["experiment"], loss["group"], strict=True)) == {
         ("seq", "plain"), ("seq_bn", "BN")}
@@ -116,6 +151,8 @@ def test_study_tables(tiny_run):
     transfer = pd.read_csv(study / "forward_transfer.csv")
     assert set(transfer["experiment"]) == {"seq_bn"}
     assert list(transfer["task"]) == [1, 2, 3, 4]  # 9 and 0 are seen after task 5
+    assert transfer["probe_all_acc"].notna().all()
+    assert transfer["probe_all_acc"].between(0.1, 1.0).all()  # ten classes: chance is 0.1
     representation = pd.read_csv(study / "representation.csv")
     assert len(representation) == 10 + (2 + 4 + 6 + 8 + 10) * 2
     for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison"):

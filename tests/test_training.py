@@ -3,10 +3,15 @@ import pytest
 import torch
 
 from clexp.checkpoint import load_checkpoint
+from clexp.data import fixed_sample, load_dataset
 from clexp.errors import CheckpointError, DivergenceError
 from clexp.model import MLP
 from clexp.training import (
+    LOG_COLUMNS,
     build_optimizer,
+    curve_evaluation_sets,
+    random_state,
+    restore_random_state,
     run_training_task,
     task_learning_rate,
     to_tensors,
@@ -130,3 +135,119 @@ def test_same_seed_same_weights(tmp_path):
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key])
+
+
+def test_train_log_splits_cross_entropy_and_penalty():
+    x, y = tensors()
+    torch.manual_seed(0)
+    model = MLP()
+    logits, (h1, h2) = model(x)
+    cross_entropy = torch.nn.functional.cross_entropy(logits, y).item()
+    penalty = 0.5 * (h1.abs().mean() + h2.abs().mean()).item()
+    # one batch of the whole task: the epoch's means are those of the untrained network
+    run = run_settings(l1_activation=0.5, epochs=1, batch_size=len(y))
+    row = train_task(model, build_optimizer(model, run, 1), x, y, run,
+                     torch.Generator().manual_seed(0))["log"][0]
+    assert {"train_ce", "train_penalty", "train_loss"} <= set(LOG_COLUMNS)
+    assert row["train_ce"] == pytest.approx(cross_entropy, rel=1e-6)
+    assert row["train_penalty"] == pytest.approx(penalty, rel=1e-6)
+    assert row["train_loss"] == pytest.approx(row["train_ce"] + row["train_penalty"], rel=1e-6)
+    plain = run_settings(epochs=1, batch_size=16)
+    for row in train_task(model, build_optimizer(model, plain, 1), x, y, plain,
+                          torch.Generator().manual_seed(0))["log"]:
+        assert row["train_penalty"] == 0.0 and row["train_ce"] == row["train_loss"]
+
+
+def test_fixed_sample_is_class_balanced_seeded_and_the_same_for_a_class_in_any_sample():
+    labels = np.repeat(np.arange(10), 50)
+    sample = fixed_sample(labels, [1, 2], 30, seed=3)
+    assert np.bincount(labels[sample], minlength=10)[[1, 2]].tolist() == [15, 15]
+    assert np.array_equal(sample, fixed_sample(labels, [1, 2], 30, seed=3))
+    assert not np.array_equal(sample, fixed_sample(labels, [1, 2], 30, seed=4))
+    # not the first items in file order
+    assert not np.array_equal(sample, np.flatnonzero(np.isin(labels, [1, 2]))[:30])
+    # a class's items do not depend on which other classes share the sample
+    wide = fixed_sample(labels, range(10), 150, seed=3)
+    assert np.array_equal(wide[labels[wide] == 2], sample[labels[sample] == 2])
+    uneven = fixed_sample(labels, [0, 1, 2], 8, seed=0)
+    assert np.bincount(labels[uneven], minlength=3).tolist()[:3] == [3, 3, 2]
+
+
+def test_forgetting_curve_images_are_balanced_seeded_and_the_same_in_every_task(tmp_path):
+    data = load_dataset(write_synthetic_dataset(tmp_path / "data.npz"))
+    tasks = [[1, 2], [3, 4], [5, 6]]
+    while_task1 = curve_evaluation_sets(data, tasks, 1, 10, seed=5, device="cpu")
+    while_task3 = curve_evaluation_sets(data, tasks, 3, 10, seed=5, device="cpu")
+    other_seed = curve_evaluation_sets(data, tasks, 3, 10, seed=6, device="cpu")
+    assert len(while_task1) == 1 and len(while_task3) == 3
+    assert torch.equal(while_task1[0][0], while_task3[0][0])
+    assert not torch.equal(while_task3[0][0], other_seed[0][0])
+    for (_, labels), classes in zip(while_task3, tasks, strict=True):
+        assert torch.bincount(labels, minlength=10)[classes].tolist() == [5, 5]
+
+
+class FakeCuda:
+    """Stands in for torch.cuda on a machine without a GPU: one "device" whose generator is a
+    CPU generator, from which the "GPU" dropout masks are drawn."""
+
+    def __init__(self):
+        self.generator = torch.Generator().manual_seed(67280421310721)  # CUDA's default seed
+
+    def get_rng_state_all(self):
+        return [self.generator.get_state()]
+
+    def set_rng_state_all(self, states):
+        self.generator.set_state(states[0])
+
+    def manual_seed_all(self, seed):
+        self.generator.manual_seed(seed)
+
+    def device_count(self):
+        return 1
+
+    def dropout_masks(self, count=3):
+        return [torch.bernoulli(torch.full((64, 120), 0.8), generator=self.generator)
+                for _ in range(count)]
+
+
+def test_resumed_gpu_dropout_masks_equal_an_uninterrupted_runs(monkeypatch):
+    fake = FakeCuda()
+    for name in ("get_rng_state_all", "set_rng_state_all", "manual_seed_all", "device_count"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    cuda = torch.device("cuda")
+    torch.manual_seed(11)
+    fake.manual_seed_all(11)  # what torch.manual_seed does for the GPUs
+    fake.dropout_masks()  # task 1
+    saved = random_state(cuda)  # into the checkpoint
+    uninterrupted = fake.dropout_masks()  # task 2 in the same process
+    assert "cuda_rng" in saved and "cuda_rng" not in random_state(torch.device("cpu"))
+    fake.manual_seed_all(67280421310721)  # a new process: CUDA's default state
+    restore_random_state(saved, cuda, seed=11, task=2)
+    resumed = fake.dropout_masks()
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted, resumed, strict=True))
+    # a checkpoint written on the CPU, resumed on CUDA: seeded by (seed, task), not the default
+    fake.manual_seed_all(67280421310721)
+    default = fake.dropout_masks(1)[0]
+    fake.manual_seed_all(67280421310721)
+    restore_random_state({"torch_rng": torch.get_rng_state()}, cuda, seed=11, task=2)
+    seeded = fake.dropout_masks(1)[0]
+    restore_random_state({"torch_rng": torch.get_rng_state()}, cuda, seed=12, task=2)
+    assert not torch.equal(seeded, default) and not torch.equal(seeded, fake.dropout_masks(1)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resumed_task_on_cuda_draws_the_same_dropout_masks(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data.npz")
+    run = run_settings(name="gpu", epochs=1, dropout=0.5)
+    first = tmp_path / "t1.pt"
+    run_training_task(run, 0, 1, data, first, device="cuda")
+    assert "cuda_rng" in load_checkpoint(first)
+    # uninterrupted: task 2 right after task 1, the GPU generator where task 1 left it
+    run_training_task(run, 0, 2, data, tmp_path / "a.pt", previous_checkpoint=first,
+                      device="cuda")
+    torch.cuda.manual_seed_all(12345)  # as a new process would find it: elsewhere
+    run_training_task(run, 0, 2, data, tmp_path / "b.pt", previous_checkpoint=first,
+                      device="cuda")
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

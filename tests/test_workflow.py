@@ -74,7 +74,9 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
     page = (tiny_run / "results/report.html").read_text()
     runs, checkpoints = 3, 1 + 5 + 5
-    study_figures = 3  # L1 sweep (joint), weight-decay sweep (seq), eval-loss comparison
+    # L1 sweep (joint) and eval-loss comparison; no weight-decay sweep: seq trains fixed
+    # epochs, not the sweep's early-stopping protocol, and an empty table is not shown
+    study_figures = 2
     assert page.count("data:image/png;base64,") == 6 * runs + 7 * checkpoints + study_figures
     for heading in ("Bounds", "Normalisation", "Representation strength", "Summary"):
         assert f"<h2>{heading}</h2>" in page

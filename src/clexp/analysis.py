@@ -5,9 +5,13 @@ config's `analysis.seeds`) and `checkpoint_scalars` the cheap scalars that every
 `metrics.json` has. Schema of `analysis.npz` (per checkpoint):
 
 - `hist_<layer>_weight_counts`, `hist_<layer>_weight_edges`, `hist_<layer>_bias_counts`,
-  `hist_<layer>_bias_edges` for layer in fc1, fc2, fc3 (40 bins);
-- `hidden_features` (n x 84, h2 of a fixed batch of evaluation images of the seen classes,
-  sorted by label) and `hidden_features_labels`;
+  `hist_<layer>_bias_edges` for layer in fc1, fc2, fc3 (40 bins; the bias is the effective
+  bias, see `effective_biases`), `hist_<layer>_bias_source` (`linear_bias` or
+  `batchnorm_shift`);
+- `hidden_features` (n x 84, h2 of a fixed batch of evaluation images, sorted by label),
+  `hidden_features_labels`, `hidden_features_seen` (whether the image's class was trained by
+  this checkpoint): the same images after every task of the run, a class-balanced sample of
+  all the run's classes drawn with the run's seed (`clexp.data.fixed_sample`);
 - `profile` (seen classes x 10: mean softmax output per true class), `profile_classes`;
 - `example_images` (n x 28 x 28 uint8), `example_labels`, `example_predictions`,
   `example_top5_classes`, `example_top5_probs`: the strip of example images, old and new
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clexp.data import fixed_sample
+
 LAYERS = ("fc1", "fc2", "fc3")
 HISTOGRAM_BINS = 40
 
@@ -29,20 +35,46 @@ def summary_statistics(values: np.ndarray) -> dict[str, float]:
             "std": float(np.std(values))}
 
 
-def layer_statistics(parameters: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
-    """Weight and bias statistics per layer, and their histograms.
+def effective_biases(parameters: dict[str, np.ndarray]) -> dict[str, tuple[str, np.ndarray]]:
+    """Per layer, the bias its units act with: (source, values).
 
-    `parameters` maps `fc1.weight`, `fc1.bias`, ... to arrays. Returns (weight_stats,
-    bias_stats, histogram arrays for analysis.npz).
+    With BatchNorm after a hidden linear layer, that layer's own bias is subtracted again
+    with the batch mean, so it gets no gradient and changes nothing; the unit's offset is
+    BatchNorm's shift beta (`norm<k>.bias`), source `batchnorm_shift`. The unit's
+    pre-activation is gamma * z + beta with z its standardised input, so a negative beta (for
+    positive gamma) keeps the unit off for more than half of the inputs, as a negative bias
+    does in a plain layer. Without BatchNorm (no normalisation, LayerNorm, which normalises
+    across units so each unit's linear bias still acts, and the output layer) it is the linear
+    layer's bias, source `linear_bias`.
+    """
+    biases = {}
+    for index, layer in enumerate(LAYERS, start=1):
+        if f"norm{index}.running_mean" in parameters:  # only BatchNorm keeps running stats
+            biases[layer] = ("batchnorm_shift", parameters[f"norm{index}.bias"])
+        else:
+            biases[layer] = ("linear_bias", parameters[f"{layer}.bias"])
+    return biases
+
+
+def layer_statistics(parameters: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+    """Weight and effective-bias statistics per layer, and their histograms.
+
+    `parameters` maps the model's state-dict keys (`fc1.weight`, `fc1.bias`, `norm1.bias`,
+    ...) to arrays. Returns (weight_stats, bias_stats, arrays for analysis.npz); the biases
+    are those of `effective_biases`, and `hist_<layer>_bias_source` names which.
     """
     weight_stats, bias_stats, histograms = {}, {}, {}
+    biases = effective_biases(parameters)
     for layer in LAYERS:
-        for kind, stats in (("weight", weight_stats), ("bias", bias_stats)):
-            values = parameters[f"{layer}.{kind}"].ravel()
+        source, bias = biases[layer]
+        for kind, stats, values in (("weight", weight_stats, parameters[f"{layer}.weight"]),
+                                    ("bias", bias_stats, bias)):
+            values = np.asarray(values).ravel()
             stats[layer] = summary_statistics(values)
             counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
             histograms[f"hist_{layer}_{kind}_counts"] = counts
             histograms[f"hist_{layer}_{kind}_edges"] = edges
+        histograms[f"hist_{layer}_bias_source"] = np.asarray(source)
     return weight_stats, bias_stats, histograms
 
 
@@ -105,11 +137,15 @@ def checkpoint_analysis(
     tasks_seen,
     settings: dict,
     tsne_h1: bool = False,
+    seed: int = 0,
+    run_classes=None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays of analysis.npz and the metrics.json additions of one checkpoint.
 
     `outputs` holds `logits`, `h1`, `h2` of every evaluation image; `settings` is the
-    config's `analysis` section.
+    config's `analysis` section. The hidden-features batch is drawn from `run_classes` (all
+    classes of the run; default: the seen ones) with the run's `seed`, so every checkpoint
+    of the run shows the same images.
     """
     seen = [c for task in tasks_seen for c in task]
     _, _, arrays = layer_statistics(parameters)
@@ -117,11 +153,17 @@ def checkpoint_analysis(
     seen_index = np.flatnonzero(mask)
     labels = eval_labels[seen_index]
 
-    rng = np.random.default_rng(0)
-    fixed = np.sort(rng.permutation(seen_index)[: settings["hidden_features_images"]])
+    classes = sorted(seen if run_classes is None else {int(c) for c in run_classes})
+    fixed = fixed_sample(eval_labels, classes, settings["hidden_features_images"], seed)
     fixed = fixed[np.argsort(eval_labels[fixed], kind="stable")]
     arrays["hidden_features"] = outputs["h2"][fixed]
     arrays["hidden_features_labels"] = eval_labels[fixed]
+    arrays["hidden_features_seen"] = np.isin(eval_labels[fixed], seen)
+
+    rng = np.random.default_rng(0)
+    # Discarded: this draw once chose the hidden-features batch, and the t-SNE sample below
+    # is the generator's second draw; kept so the latent maps sample the same images.
+    rng.permutation(seen_index)
 
     probabilities = softmax(outputs["logits"])
     arrays["profile"] = probability_profile(probabilities[seen_index], labels, seen)
@@ -151,10 +193,12 @@ def checkpoint_scalars(parameters: dict[str, np.ndarray], eval_labels: np.ndarra
     weight and bias statistics per layer and the saliency norm per seen class (on h2)."""
     seen = [c for task in tasks_seen for c in task]
     seen_index = np.flatnonzero(np.isin(eval_labels, seen))
-    weight_stats, bias_stats, _ = layer_statistics(parameters)
+    weight_stats, bias_stats, histograms = layer_statistics(parameters)
     return {
         "weight_stats": weight_stats,
         "bias_stats": bias_stats,
+        "bias_source": {layer: str(histograms[f"hist_{layer}_bias_source"])
+                        for layer in LAYERS},
         "saliency_norm": saliency_norms(outputs["h2"][seen_index], eval_labels[seen_index],
                                         seen),
     }

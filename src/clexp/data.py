@@ -229,3 +229,23 @@ def balanced_subset(labels: np.ndarray, classes, per_class: int, seed: int = 0) 
         chosen.append(rng.permutation(members)[:per_class])
     indices = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
     return np.sort(indices)
+
+
+def fixed_sample(labels: np.ndarray, classes, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of `count` items spread evenly over `classes`, drawn with `seed`.
+
+    Each class gets `count // len(classes)` items, the first `count % len(classes)` classes
+    one more (fewer where a class has fewer items). A class's items are taken in an order
+    drawn from (`seed`, class) alone, so a class contributes the same items to every sample
+    that holds it: a run shows the same images after every task.
+    """
+    classes = [int(c) for c in classes]
+    if not classes or count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    share, extra = divmod(int(count), len(classes))
+    chosen = []
+    for position, cls in enumerate(classes):
+        members = np.flatnonzero(labels == cls)
+        order = np.random.default_rng([int(seed), cls]).permutation(members)
+        chosen.append(order[: share + (position < extra)])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

@@ -11,7 +11,10 @@ included), `init_per_task_acc` (the untrained network, for forward transfer),
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
 asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `weight_stats`,
-`bias_stats` (per layer: mean, median, std) and `saliency_norm` (per seen class, on h2).
+`bias_stats` (per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a
+hidden layer followed by BatchNorm, else the linear layer's bias; see
+`clexp.analysis.effective_biases`), `bias_source` (per layer: `batchnorm_shift` or
+`linear_bias`) and `saliency_norm` (per seen class, on h2).
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def evaluate_checkpoint(
     if analysis_settings is not None:
         arrays, _ = checkpoint_analysis(
             parameters, data["eval_images"], eval_labels, evaluation, tasks[:task],
-            analysis_settings, tsne_h1=run["tsne_h1"],
+            analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
+            run_classes=[cls for t in tasks for cls in t],
         )
     return metrics, arrays
 
@@ -166,6 +170,7 @@ def analyze_checkpoint(
     parameters = {k: v.numpy() for k, v in state["model"].items()}
     arrays, _ = checkpoint_analysis(
         parameters, data["eval_images"], data["eval_labels"], evaluation,
-        run["tasks"][:task], analysis_settings, tsne_h1=run["tsne_h1"],
+        run["tasks"][:task], analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
+        run_classes=[cls for t in run["tasks"] for cls in t],
     )
     return arrays

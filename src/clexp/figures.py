@@ -33,32 +33,48 @@ def save_figure(figure, path: str | Path) -> None:
 def learning_curve_series(log: pd.DataFrame) -> pd.DataFrame:
     """The data behind the learning-curve figure: one row per epoch over all tasks.
 
-    Columns: `step` (1-based epoch count over the whole run), `task`, `train_loss`,
-    `train_acc`, `val_loss`, `val_acc`.
+    Columns: `step` (1-based epoch count over the whole run), `task`, `train_loss` (the loss
+    minimised), `train_ce`, `train_penalty` (its cross-entropy and L1-penalty terms),
+    `train_acc`, `val_loss` (cross-entropy), `val_acc`.
     """
     series = log.sort_values(["task", "epoch"]).reset_index(drop=True)
     series.insert(0, "step", range(1, len(series) + 1))
-    return series[["step", "task", "train_loss", "train_acc", "val_loss", "val_acc"]]
+    return series[["step", "task", "train_loss", "train_ce", "train_penalty", "train_acc",
+                   "val_loss", "val_acc"]]
 
 
 def plot_learning_curves(log: pd.DataFrame, title: str, path: str | Path) -> pd.DataFrame:
-    """Accuracy and loss per epoch (training data of the task; evaluation on seen classes).
+    """Accuracy and cross-entropy per epoch (training data of the task; evaluation on the seen
+    classes), like with like: the loss panel compares the training cross-entropy with the
+    evaluation cross-entropy. A run with an L1 penalty gets a third panel with the training
+    loss and its two terms.
 
     Returns the plotted series (see `learning_curve_series`).
     """
     series = learning_curve_series(log)
+    penalised = bool((series["train_penalty"] > 0).any())
+    panels = [("train_acc", "val_acc", "accuracy"), ("train_ce", "val_loss", "cross-entropy")]
     with plt.rc_context(STYLE):
-        figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 4))
-        for axis, metric, label in ((acc_axis, "acc", "accuracy"), (loss_axis, "loss", "loss")):
-            axis.plot(series["step"], series[f"train_{metric}"], marker="o", label="train (task)")
-            axis.plot(series["step"], series[f"val_{metric}"], marker="s",
+        figure, axes = plt.subplots(1, 3 if penalised else 2,
+                                    figsize=(15 if penalised else 10, 4))
+        for axis, (train, evaluation, label) in zip(axes, panels, strict=False):
+            axis.plot(series["step"], series[train], marker="o", label="train (task)")
+            axis.plot(series["step"], series[evaluation], marker="s",
                       label="evaluation (seen classes)")
+            axis.set_ylabel(label)
+        if penalised:
+            axis = axes[2]
+            for column, label in (("train_loss", "train loss (minimised)"),
+                                  ("train_ce", "train cross-entropy"),
+                                  ("train_penalty", "train L1 penalty")):
+                axis.plot(series["step"], series[column], marker=".", label=label)
+            axis.set_ylabel("training loss terms")
+        for axis in axes:
             for boundary in series.loc[series["task"].diff() > 0, "step"]:
                 axis.axvline(boundary - 0.5, color="grey", linestyle=":", linewidth=1)
             axis.set_xlabel("epoch (all tasks)")
-            axis.set_ylabel(label)
             axis.legend()
-        acc_axis.set_ylim(0, 1.02)
+        axes[0].set_ylim(0, 1.02)
         figure.suptitle(title)
         figure.tight_layout()
         save_figure(figure, path)
@@ -218,15 +234,24 @@ def plot_latent_map(arrays: dict, title: str, path: str | Path) -> list[str]:
     return panels
 
 
+def hidden_feature_row_labels(arrays: dict) -> list[str]:
+    """Row labels of the hidden-features map: the digit, starred where not trained yet."""
+    seen = arrays.get("hidden_features_seen")
+    labels = arrays["hidden_features_labels"]
+    if seen is None:
+        seen = [True] * len(labels)
+    return [f"{d}" if s else f"{d}*" for d, s in zip(labels, seen, strict=True)]
+
+
 def plot_hidden_features(arrays: dict, title: str, path: str | Path) -> tuple[int, int]:
-    """h2 of a fixed batch of evaluation images (rows, labelled by digit) x units."""
+    """h2 of a fixed batch of evaluation images (rows, labelled by digit) x units: the same
+    images after every task, digits not trained yet starred."""
     features = arrays["hidden_features"]
     figure, axis = _figure(figsize=(9, 4.5))
     image = axis.imshow(features, aspect="auto", cmap="magma", interpolation="nearest")
-    axis.set_yticks(range(len(features)), [str(d) for d in arrays["hidden_features_labels"]],
-                    fontsize=6)
+    axis.set_yticks(range(len(features)), hidden_feature_row_labels(arrays), fontsize=6)
     axis.set_xlabel("h2 unit")
-    axis.set_ylabel("evaluation image (true digit)")
+    axis.set_ylabel("evaluation image (true digit; * not trained yet)")
     axis.set_title(title)
     axis.grid(False)
     figure.colorbar(image, ax=axis, label="activation")
@@ -234,8 +259,20 @@ def plot_hidden_features(arrays: dict, title: str, path: str | Path) -> tuple[in
     return features.shape
 
 
+BIAS_SOURCE_LABELS = {
+    "linear_bias": "bias (linear layer)",
+    "batchnorm_shift": "effective bias (BN shift β)",
+}
+
+
+def bias_label(source) -> str:
+    """How a figure names an effective bias of `source` (see clexp.analysis.effective_biases)."""
+    return BIAS_SOURCE_LABELS.get(str(source), "bias")
+
+
 def plot_weight_histograms(arrays: dict, title: str, path: str | Path) -> int:
-    """Histograms of weights (top) and biases (bottom) per layer. Returns the panel count."""
+    """Histograms of weights (top) and effective biases (bottom: BatchNorm's shift beta where
+    BatchNorm follows the layer, else the linear bias) per layer. Returns the panel count."""
     layers = ("fc1", "fc2", "fc3")
     figure, axes = _figure(2, 3, figsize=(12, 6))
     for row, kind in enumerate(("weight", "bias")):
@@ -244,7 +281,8 @@ def plot_weight_histograms(arrays: dict, title: str, path: str | Path) -> int:
             edges = arrays[f"hist_{layer}_{kind}_edges"]
             axis = axes[row, column]
             axis.stairs(counts, edges, fill=True, alpha=0.7)
-            axis.set_title(f"{layer} {'weights' if kind == 'weight' else 'biases'}")
+            source = arrays.get(f"hist_{layer}_bias_source", "linear_bias")
+            axis.set_title(f"{layer} {'weights' if kind == 'weight' else bias_label(source)}")
             axis.set_xlabel("value")
             axis.set_ylabel("count")
     figure.suptitle(title)

@@ -70,7 +70,15 @@ def average_forgetting(matrix: np.ndarray) -> float:
 
 
 def forward_transfer(matrix: np.ndarray, initial: np.ndarray) -> float:
-    """FWT: mean over tasks j > 1 of R[j-1, j] - b_j, b the random-init accuracy per task."""
+    """FWT: mean over tasks j > 1 of R[j-1, j] - b_j, b the random-init accuracy per task.
+
+    With one head over all classes (class-incremental), a network never predicts a class it
+    has not been trained on: training lowers the logits of the classes absent from its
+    batches. R[j-1, j] is then about 0 and FWT about -mean(b_j), minus the untrained
+    network's accuracy, by construction; it says nothing about the representation. The
+    probes on the classes not trained yet (`probe_unseen_acc`, `probe_all_acc` in
+    metrics.json) measure forward transfer in that setting.
+    """
     count = matrix.shape[0]
     if count < 2:
         return float("nan")

@@ -68,7 +68,7 @@ STUDY_SECTIONS = {
     "Bounds": ["joint", "joint_bn", "seq"],
     "Normalisation": ["seq_bn", "seq_ln"],
     "Dropout": ["seq_dropout05", "seq_dropout02"],
-    "Weight decay": ["seq_wd01", "seq_wd1", "seq_wd5"],
+    "Weight decay": ["seq_wd001", "seq_wd01", "seq_wd1", "seq_wd5"],
     "Sparsity": [
         "joint_l1_0001", "joint_l1_01", "joint_l1_1", "joint_l1_2", "seq_l1_1", "seq_bn_l1_1",
         "seq_bn_dropout02", "seq_bn_dropout02_l1_1",

@@ -4,7 +4,8 @@ Each table is built from the experiments of the run that fit it, chosen by their
 (not by name), so a user's own experiments join the comparisons they belong to.
 
 - `l1_sweep`: joint training without normalisation or dropout, by L1 lambda;
-- `weight_decay_sweep`: plain sequential training, by weight decay;
+- `weight_decay_sweep`: plain sequential training with early stopping, one protocol, by weight
+  decay;
 - `eval_loss_comparison`: evaluation loss per task of plain, BN and OGD + BN sequential runs;
 - `forward_transfer_table`: the probe on not-yet-trained classes after every task;
 - `representation_table`: per class, saliency norm, probe coefficient norm and probe accuracy.
@@ -37,10 +38,35 @@ def l1_sweep(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
     return table[columns].sort_values("l1_activation").reset_index(drop=True)
 
 
+# Settings a weight-decay sweep point may differ in: the knob itself, the name, what only the
+# evaluation reads, and `epochs`, which early stopping replaces by `max_epochs`.
+SWEEP_FREE_KEYS = {"name", "weight_decay", "epochs", "probe_unseen", "probe_all_classes",
+                   "tsne_h1"}
+
+
+def weight_decay_sweep_experiments(settings: dict[str, dict]) -> list[str]:
+    """The experiments of the weight-decay sweep, in config order: one protocol only.
+
+    Candidates are plain sequential AdamW runs with early stopping on training accuracy (the
+    study's sweep: stop at 0.98, up to `max_epochs`); a run with a fixed number of epochs
+    (`seq`) trains for a different time and does not join. Of the candidates, those sharing
+    every other training setting with the most others form the sweep (ties: the protocol of
+    the first in config order), so no line joins two protocols.
+    """
+    groups: dict[str, list[str]] = {}
+    for experiment, s in settings.items():
+        if not (_matches(s, joint=False, optimizer="adamw", **PLAIN)
+                and s.get("stop_at_train_acc") is not None):
+            continue
+        protocol = repr(sorted((k, v) for k, v in s.items() if k not in SWEEP_FREE_KEYS))
+        groups.setdefault(protocol, []).append(experiment)
+    return max(groups.values(), key=len) if groups else []
+
+
 def weight_decay_sweep(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
-    """Weight decay vs final accuracy, probe, sparsity and forgetting (means over seeds)."""
-    chosen = [e for e, s in settings.items() if _matches(s, joint=False, **PLAIN)
-              and s["optimizer"] == "adamw"]
+    """Weight decay vs final accuracy, probe, sparsity and forgetting (means over seeds), over
+    the experiments of `weight_decay_sweep_experiments`."""
+    chosen = weight_decay_sweep_experiments(settings)
     table = _final_means(summary[summary["experiment"].isin(chosen)])
     table.insert(1, "weight_decay", [settings[e]["weight_decay"] for e in table["experiment"]])
     table.insert(2, "stop_at_train_acc",

@@ -17,7 +17,7 @@ from torch import nn
 
 from clexp.checkpoint import load_checkpoint, save_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
-from clexp.data import class_mask, load_dataset
+from clexp.data import class_mask, fixed_sample, load_dataset
 from clexp.errors import DivergenceError
 from clexp.model import MLP, build_model
 from clexp.ogd import GradientProjector, average_task_gradient, empty_basis, extend_basis
@@ -25,8 +25,11 @@ from clexp.ogd import GradientProjector, average_task_gradient, empty_basis, ext
 LOGGER = logging.getLogger("clexp.training")
 
 CURVE_COLUMNS = ["step", "epoch", "batch", "eval_task", "acc"]
+# train_loss = train_ce + train_penalty (the L1 activation penalty; 0 without it); val_loss is
+# cross-entropy only, so it compares with train_ce.
 LOG_COLUMNS = [
-    "task", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "ogd_basis_size",
+    "task", "epoch", "lr", "train_loss", "train_ce", "train_penalty", "train_acc", "val_loss",
+    "val_acc", "ogd_basis_size",
 ]
 
 
@@ -69,12 +72,18 @@ def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optim
     raise ValueError(f"optimizer must be adamw or sgd, got {run['optimizer']!r}")
 
 
+def training_loss_terms(logits, h1, h2, labels, l1_activation: float):
+    """(cross-entropy over all logits, lambda * (mean|h1| + mean|h2|) or None when lambda = 0)."""
+    cross_entropy = nn.functional.cross_entropy(logits, labels)
+    if l1_activation > 0:
+        return cross_entropy, l1_activation * (h1.abs().mean() + h2.abs().mean())
+    return cross_entropy, None
+
+
 def training_loss(logits, h1, h2, labels, l1_activation: float) -> torch.Tensor:
     """Cross-entropy over all logits, plus lambda * (mean|h1| + mean|h2|) when lambda > 0."""
-    loss = nn.functional.cross_entropy(logits, labels)
-    if l1_activation > 0:
-        loss = loss + l1_activation * (h1.abs().mean() + h2.abs().mean())
-    return loss
+    cross_entropy, penalty = training_loss_terms(logits, h1, h2, labels, l1_activation)
+    return cross_entropy if penalty is None else cross_entropy + penalty
 
 
 @torch.no_grad()
@@ -168,6 +177,11 @@ def train_task(
 ) -> dict:
     """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
 
+    A log row holds the columns of `LOG_COLUMNS`: the epoch's mean training loss split into
+    `train_ce` (cross-entropy) and `train_penalty` (the L1 activation penalty), with
+    `train_loss` the loss minimised (their sum), and `val_loss` (cross-entropy) and `val_acc`
+    on `eval_images`.
+
     Runs `epochs` epochs, or with `stop_at_train_acc` up to `max_epochs` epochs, stopping after
     the first epoch whose training accuracy reaches the threshold. With a non-empty OGD `basis`,
     every batch gradient is projected onto its orthogonal complement before the step. Raises
@@ -187,6 +201,8 @@ def train_task(
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(count, generator=generator).to(images.device)
         loss_sum = torch.zeros((), device=images.device)
+        cross_entropy_sum = torch.zeros((), device=images.device)
+        penalty_sum = torch.zeros((), device=images.device)
         correct = torch.zeros((), device=images.device, dtype=torch.long)
         seen = 0
         for batch, start in enumerate(range(0, count, batch_size), start=1):
@@ -195,7 +211,8 @@ def train_task(
                 continue  # BatchNorm cannot normalise a batch of one
             x, y = images[index], labels[index]
             logits, (h1, h2) = model(x)
-            loss = training_loss(logits, h1, h2, y, run["l1_activation"])
+            cross_entropy, penalty = training_loss_terms(logits, h1, h2, y, run["l1_activation"])
+            loss = cross_entropy if penalty is None else cross_entropy + penalty
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise DivergenceError(
@@ -214,6 +231,9 @@ def train_task(
             if instruments is not None:
                 instruments.after_step(step, epoch, batch)
             loss_sum += loss.detach() * len(y)
+            cross_entropy_sum += cross_entropy.detach() * len(y)
+            if penalty is not None:
+                penalty_sum += penalty.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
         train_acc = correct.item() / seen
@@ -227,6 +247,8 @@ def train_task(
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum.item() / seen,
+            "train_ce": cross_entropy_sum.item() / seen,
+            "train_penalty": penalty_sum.item() / seen,
             "train_acc": train_acc,
             "val_loss": val_loss,
             "val_acc": val_acc,
@@ -236,6 +258,47 @@ def train_task(
             stopped_early = epoch < max_epochs
             break
     return {"log": log, "epochs_run": len(log), "stopped_early": stopped_early}
+
+
+def random_state(device: torch.device) -> dict:
+    """The states of the generators training draws from, for the checkpoint.
+
+    `torch_rng`: the CPU generator (initialisation, dropout on the CPU). `cuda_rng`, only when
+    `device` is a CUDA device: one state per visible GPU, which dropout on the GPU draws from.
+    """
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_random_state(state: dict, device: torch.device, seed: int, task: int) -> None:
+    """Put the generators back where `random_state` found them at the end of task `task - 1`.
+
+    A checkpoint written without `cuda_rng` (on the CPU) resumed on CUDA seeds the GPU
+    generators from (`seed`, `task`), so that masks still differ between seeds and tasks
+    instead of every task starting from CUDA's default seed.
+    """
+    torch.set_rng_state(state["torch_rng"])
+    if device.type != "cuda":
+        return
+    saved = state.get("cuda_rng")
+    if saved:
+        torch.cuda.set_rng_state_all(saved[: torch.cuda.device_count()])
+    else:
+        torch.cuda.manual_seed_all(int(np.random.SeedSequence([seed, task]).generate_state(1)[0]))
+
+
+def curve_evaluation_sets(data: dict, tasks, task: int, images_per_task: int, seed: int,
+                          device: torch.device) -> list:
+    """The forgetting curve's evaluation images: for each task up to `task`, a class-balanced
+    sample of `images_per_task` drawn with the run's `seed` (`clexp.data.fixed_sample`), the
+    same images whichever task is being trained."""
+    return [
+        split_tensors(data, "eval", fixed_sample(data["eval_labels"], classes, images_per_task,
+                                                 seed), device)
+        for classes in tasks[:task]
+    ]
 
 
 @torch.no_grad()
@@ -269,9 +332,11 @@ def run_training_task(
     matrix) and `gradient_sums` (weight-matrix name -> accumulated gradient, numpy).
 
     Task 1 starts from a network initialised with `seed`; task t > 1 resumes model, optimizer,
-    OGD basis and random-number generators from `previous_checkpoint`. With `instruments`
-    false the per-batch records are not taken (the three records come back empty); they
-    only read the model, so the checkpoint is the same either way.
+    OGD basis and random-number generators (CPU, and CUDA's on a GPU) from
+    `previous_checkpoint`. The forgetting curve evaluates `curve_images_per_task`
+    class-balanced images of each task, drawn with `seed`, the same for the whole run. With
+    `instruments` false the per-batch records are not taken (the three records come back
+    empty); they only read the model, so the checkpoint is the same either way.
     """
     settings = training_config(run)
     identity = config_hash(settings)
@@ -306,7 +371,7 @@ def run_training_task(
         for group in optimizer.param_groups:
             group["lr"] = task_learning_rate(run, task)
         basis = state["ogd_basis"].to(target)
-        torch.set_rng_state(state["torch_rng"])
+        restore_random_state(state, target, seed, task)
         generator.set_state(state["shuffle_rng"])
         init_per_task_acc = state["init_per_task_acc"]
 
@@ -316,11 +381,8 @@ def run_training_task(
     eval_images, eval_labels = split_tensors(data, "eval", eval_mask, target)
     recorder = None
     if instruments:
-        curve_sets = [
-            split_tensors(data, "eval", np.flatnonzero(class_mask(data["eval_labels"], earlier))
-                          [:curve_images_per_task], target)
-            for earlier in tasks[:task]
-        ]
+        curve_sets = curve_evaluation_sets(data, tasks, task, curve_images_per_task, seed,
+                                           target)
         recorder = Instruments(model, curve_sets, curve_stride)
     LOGGER.info(
         "%s task %d: training on %d images of classes %s, lr %g",
@@ -343,7 +405,7 @@ def run_training_task(
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(),
             "ogd_basis": basis.cpu(),
-            "torch_rng": torch.get_rng_state(),
+            **random_state(target),
             "shuffle_rng": generator.get_state(),
             "run": settings,
             "config_hash": identity,

@@ -40,5 +40,6 @@ figures.plot_lines_per_task(curves, ["population_sparsity", "sparsity_h1", "spar
 figures.plot_lines_per_task(curves, ["val_loss"], "evaluation loss (seen classes)",
                             f"Evaluation loss: {run}", out.eval_loss_figure)
 bias_columns = [c for c in curves.columns if "_bias_" in c and c.startswith(("fc1", "fc2"))]
-figures.plot_lines_per_task(curves, bias_columns, "hidden-layer bias statistic",
+source = (metrics[0].get("bias_source") or {}).get("fc1", "linear_bias")
+figures.plot_lines_per_task(curves, bias_columns, f"hidden-layer {figures.bias_label(source)}",
                             f"Bias statistics: {run}", out.bias_stats_figure)
