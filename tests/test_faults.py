@@ -40,6 +40,13 @@ from helpers import run_settings, write_synthetic_dataset
          "selected_experiments: unknown experiment 'nope'"),
         (lambda c: c["experiments"]["seq"].update(stop_at_train_acc=2),
          "experiments.seq.stop_at_train_acc: 2 is out of range"),
+        (lambda c: c["experiments"]["seq"].update(l1_activation=float("nan")),
+         "experiments.seq.l1_activation: nan is not a finite number"),
+        (lambda c: c["defaults"].update(epochs=2.0),
+         "defaults.epochs: expected integer, got float 2.0"),
+        (lambda c: c["data_subset"].update(train_images_per_class=50.0),
+         "data_subset.train_images_per_class: expected integer, got float 50.0"),
+        (lambda c: c["experiments"].update({"..": {}}), "experiments: '..' is not a valid name"),
     ],
 )
 def test_bad_config_fails_before_any_job_runs(tmp_path, change, message):

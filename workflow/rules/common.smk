@@ -19,6 +19,8 @@ from clexp.config import (  # noqa: E402
     apply_data_root_variable,
     check_config,
     check_config_files,
+    check_device,
+    normalize_config,
     resolve_experiment,
     selected_experiments,
     training_config,
@@ -30,10 +32,14 @@ from clexp import jobserver  # noqa: E402
 try:
     check_config_files(workflow.configfiles)
     apply_data_root_variable(config, workflow.config_settings.overwrite_config)
+    # --config download=false arrives as the string 'false': give it the schema's type.
+    normalize_config(config)
     # clexp's check first: it names every bad key path and the allowed values.
     validate_config(config)
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults
     check_config(config)
+    if workflow.local_exec:  # (a cluster's submit host need not have the GPU its nodes have)
+        check_device(config)
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None
 
@@ -43,7 +49,7 @@ SEEDS = config["seeds"]
 
 
 wildcard_constraints:
-    experiment="[A-Za-z0-9_.-]+",
+    experiment="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     seed=r"\d+",
     task=r"\d+",
 
