@@ -17,7 +17,7 @@ import torch
 
 from clexp.checkpoint import load_checkpoint, save_checkpoint
 from clexp.config import check_config_files
-from clexp.data import EXPECTED_FILES, prepare_dataset
+from clexp.data import EXPECTED_FILES, dataset_is_intact, load_dataset, prepare_dataset
 from clexp.errors import CheckpointError, ConfigError, DataError
 from clexp.files import atomic_path, write_json
 from clexp.training import run_training_task
@@ -294,3 +294,78 @@ def test_jobs_use_exactly_the_threads_their_rule_declares(tiny_run):
     assert len(torch_jobs) >= 22  # 11 checkpoints, trained and evaluated
     for log in torch_jobs:
         assert "torch threads: 1" in log.read_text(), log
+
+
+# ---- the compact dataset file carries a checksum ----
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p: _flip(p, p.stat().st_size // 2), "BadZipFile: Bad CRC-32"),
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "BadZipFile"),
+        (lambda p: p.write_bytes(b""), "EOFError"),
+    ],
+)
+def test_a_damaged_dataset_file_fails_in_one_line_naming_it_and_the_fix(tmp_path, damage,
+                                                                         problem):
+    path = write_synthetic_dataset(tmp_path / "dataset.npz")
+    assert set(load_dataset(path)) == {"train_images", "train_labels", "eval_images",
+                                       "eval_labels"}
+    damage(path)
+    with pytest.raises(DataError) as error:
+        load_dataset(path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: the dataset file is damaged")
+    assert problem in message and "Delete it and rerun" in message
+    assert not dataset_is_intact(path)
+
+
+def test_changed_arrays_under_a_valid_zip_fail_the_checksum(tmp_path):
+    import numpy as np
+
+    path = write_synthetic_dataset(tmp_path / "dataset.npz")
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["train_labels"][0] += 1  # a valid file whose contents are not what was written
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(DataError, match="contents do not match their checksum"):
+        load_dataset(path)
+    arrays["train_labels"][0] -= 1
+    del arrays["checksum"]  # a file from before checksums: its zip CRCs still guard it
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    assert set(load_dataset(path)) == set(arrays)
+
+
+def test_the_workflow_rebuilds_a_damaged_dataset_file(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5})
+    project = make_project(tmp_path / "project", config)
+    target = project / "results/data/dataset.npz"
+    assert snakemake(project, "results/data/dataset.npz").returncode == 0
+    original = load_dataset(target)
+    warning = "results/data/dataset.npz was damaged (checksum or zip error): deleted, to be rebuilt"
+
+    _flip(target, target.stat().st_size // 3)
+    dry = snakemake(project, "-n", "results/data/dataset.npz")
+    assert warning in dry.stdout + dry.stderr
+    assert "reason: Missing output files: results/data/dataset.npz" in dry.stdout
+    assert snakemake(project, "results/data/dataset.npz").returncode == 0
+    rebuilt = load_dataset(target)
+    assert all((rebuilt[name] == original[name]).all() for name in original)
+
+    target.write_bytes(target.read_bytes()[:1000])  # truncated: healed by a plain run too
+    result = snakemake(project, "results/data/dataset.npz")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert warning in result.stdout + result.stderr
+    assert dataset_is_intact(target)
+    again = snakemake(project, "-n", "results/data/dataset.npz")
+    assert warning not in again.stdout + again.stderr and "Nothing to be done" in again.stdout

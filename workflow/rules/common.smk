@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 SOURCE_DIR = Path(workflow.basedir) / "src"
@@ -38,8 +39,6 @@ try:
     validate_config(config)
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults
     check_config(config)
-    if workflow.local_exec:  # (a cluster's submit host need not have the GPU its nodes have)
-        check_device(config)
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None
 
@@ -112,6 +111,22 @@ LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
 CONDA_ENV = "../envs/clexp.yaml"
 
+
+def _heal_dataset():
+    """A damaged dataset file (flipped bytes, truncation) looks complete to Snakemake, and every
+    job would fail on it: remove it, so that this run rebuilds it (checksum: clexp.data).
+    Also in a dry run (which is not known yet while the Snakefile is read): the file is
+    unusable either way, and the dry run then shows what the real run will do."""
+    from clexp.data import dataset_is_intact
+
+    if not workflow.is_main_process or dataset_is_intact(DATA_FILE):
+        return
+    os.remove(DATA_FILE)
+    logger.warning(f"{DATA_FILE} was damaged (checksum or zip error): deleted, to be rebuilt.")
+
+
+_heal_dataset()
+
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = [
     "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
@@ -179,6 +194,22 @@ def all_checkpoint_files(pattern):
         for s in SEEDS
         for t in run_tasks(e)
     ]
+
+
+_DEVICE_CHECKED = []
+
+
+def device_param(wildcards):
+    """The `device` param; checked once when the DAG is built (before any job): only then does
+    Snakemake know whether jobs run here (a cluster's submit host need not have the GPU that
+    its nodes have)."""
+    if not _DEVICE_CHECKED and workflow.local_exec and not workflow.dryrun:
+        try:
+            check_device(config)
+        except ConfigError as error:
+            raise WorkflowError(f"Invalid configuration: {error}") from None
+        _DEVICE_CHECKED.append(True)
+    return config["device"]
 
 
 def training_params(wildcards):

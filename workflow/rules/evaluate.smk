@@ -10,7 +10,7 @@ rule evaluate_checkpoint:
         run=run_params,
         probe=config["probe"],
         analysis=config["analysis"],
-        device=config["device"],
+        device=device_param,
     benchmark:
         f"{BENCHMARK_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:
