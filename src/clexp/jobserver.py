@@ -458,6 +458,13 @@ class Server:
                 pass
             pending.close()
             return
+        try:
+            gone = connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            gone = False
+        if gone:  # the client gave up waiting (e.g. this server was stopped): it runs the job
+            pending.close()
+            return
         fds, pending.fds = pending.fds, []
         sys.stdout.flush()
         sys.stderr.flush()
