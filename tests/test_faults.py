@@ -17,8 +17,14 @@ import torch
 
 from clexp.checkpoint import load_checkpoint, save_checkpoint
 from clexp.config import check_config_files
-from clexp.data import EXPECTED_FILES, dataset_is_intact, load_dataset, prepare_dataset
-from clexp.errors import CheckpointError, ConfigError, DataError
+from clexp.data import (
+    EXPECTED_FILES,
+    dataset_is_intact,
+    load_dataset,
+    prepare_dataset,
+    save_dataset,
+)
+from clexp.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from clexp.files import atomic_path, write_json
 from clexp.training import run_training_task
 
@@ -369,3 +375,102 @@ def test_the_workflow_rebuilds_a_damaged_dataset_file(tmp_path):
     assert dataset_is_intact(target)
     again = snakemake(project, "-n", "results/data/dataset.npz")
     assert warning not in again.stdout + again.stderr and "Nothing to be done" in again.stdout
+
+
+# ---- error texts that work as written ----
+
+
+def test_a_corrupt_checkpoint_message_gives_a_command_that_works(checkpoint):
+    _, _, path = checkpoint
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert f"rm {path}" in message and "snakemake --cores N)" in message
+    assert "--forcerun" not in message
+
+
+def test_a_checkpoint_holding_code_is_refused_without_torchs_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": _RunsCode(tmp_path / "marker")}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "holds objects other than tensors and plain data" in message
+    assert "weights_only" not in message and "\n" not in message
+
+
+def _disk_full_at(path: Path) -> None:
+    """Make the next atomic write of `path` go to /dev/full (every write: ENOSPC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(f".{path.name}.tmp-{os.getpid()}").symlink_to("/dev/full")
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: save_checkpoint({"model": {"w": torch.ones(1000)}}, p),
+        lambda p: write_json({"a": 1}, p),
+        lambda p: save_dataset({"x": __import__("numpy").zeros(10000)}, p),
+    ],
+)
+def test_a_full_disk_says_so_and_names_the_file(tmp_path, write):
+    path = tmp_path / "out" / "file"
+    _disk_full_at(path)
+    with pytest.raises(DiskFullError) as error:
+        write(path)
+    message = str(error.value)
+    assert str(path) in message and "no space left on device" in message
+    assert not path.exists() and list(path.parent.iterdir()) == []  # nothing half-written
+
+
+def test_torch_save_alone_would_not_say_the_disk_is_full(tmp_path):
+    """What save_checkpoint avoids by writing the bytes itself."""
+    with pytest.raises(RuntimeError) as error:
+        torch.save({"w": torch.ones(1000)}, "/dev/full")
+    assert "no space" not in str(error.value).lower()
+
+
+# ---- litter of killed writers ----
+
+SLOW_WRITER = """
+import sys, time
+from clexp.files import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    temporary.write_text("half of it")
+    print(temporary, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_temporary_file_of_a_killed_writer_goes_when_the_output_is_written(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)],
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    temporary = Path(writer.stdout.readline().strip())
+    writer.kill()  # kill -9 while saving
+    writer.wait()
+    assert temporary.exists() and not target.exists()
+    live = target.with_name(f".{target.name}.tmp-1")  # pid 1 is alive: not ours to delete
+    live.write_text("someone else's")
+    write_json({"a": 1}, target)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert not temporary.exists() and live.exists()
+
+
+# ---- a copied or moved project reruns nothing ----
+
+
+def test_a_copied_finished_project_reruns_nothing(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    target = "results/seq/seed0/task1/checkpoint.pt"
+    assert snakemake(project, target).returncode == 0
+    copy = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(project, copy, symlinks=True)  # cp -a: times kept
+    result = snakemake(copy, "-n", target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in result.stdout, result.stdout

@@ -149,6 +149,11 @@ CODE = {
 }
 
 
+# Relative to the working directory, so that a moved or copied project (or the same checkout
+# under another mount point) keeps its inputs, and so reruns nothing.
+CODE = {kind: [os.path.relpath(path) for path in paths] for kind, paths in CODE.items()}
+
+
 # ---- input functions ----
 def num_tasks(experiment):
     return len(RUNS[experiment]["tasks"])
