@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,8 +236,9 @@ def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_pa
 ALL_METRICS = [f"results/seq/seed0/task{t}/metrics.json" for t in range(1, 4)]
 
 
-def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
-    """Start the study and SIGKILL it (scheduler and jobs) once task `task` trains."""
+def kill_during_task(project: Path, task: int, timeout: float = 300) -> int:
+    """Start the study and SIGKILL it (scheduler and jobs) once task `task` trains; return
+    Snakemake's pid."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     process = subprocess.Popen(
@@ -256,6 +258,7 @@ def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    return process.pid
 
 
 @pytest.mark.slow
@@ -267,7 +270,10 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
         data_subset={"train_images_per_class": 200, "eval_images_per_class": 50},
     )
     killed = make_project(tmp_path / "killed", config)
-    kill_during_task(killed, task=3)
+    snakemake_pid = kill_during_task(killed, task=3)
+    # The job server died with the whole process group, so nobody removed its socket folder ...
+    socket_folders = list(Path(tempfile.gettempdir()).glob(f"clexp-jobs-{snakemake_pid}-*"))
+    assert socket_folders
     task3 = killed / "results/seq/seed0/task3"
     assert (killed / "results/seq/seed0/task2/checkpoint.pt").exists()
     assert not (task3 / "checkpoint.pt").exists(), "task 3 finished before the kill"
@@ -278,6 +284,8 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
     assert snakemake(killed, "--unlock").returncode == 0
     resumed = snakemake(killed, "--rerun-incomplete", *ALL_METRICS)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # ... until the next run's server started.
+    assert not any(folder.exists() for folder in socket_folders)
     # Task 2 was not retrained: task 3 resumed from its checkpoint.
     assert (killed / "results/seq/seed0/task2/checkpoint.pt").stat().st_mtime == task2_before
 
