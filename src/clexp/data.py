@@ -6,14 +6,14 @@ asked, and returns uint8 images flattened to 784 features with their labels. `sa
 
 Schema of the `.npz`: `train_images` uint8 (N, 784), `train_labels` int64 (N,),
 `eval_images` uint8 (M, 784), `eval_labels` int64 (M,); "eval" is the official test split;
-`checksum`: the SHA-256 of the four arrays (`dataset_checksum`), checked on every load.
+`checksum`: a CRC-32 of the four arrays (`dataset_checksum`), checked on every load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -208,16 +208,21 @@ CHECKSUM_KEY = "checksum"
 
 
 def dataset_checksum(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 of the arrays' names, dtypes, shapes and bytes (the file's contents, not its
-    zip container, so a rewritten file with the same arrays has the same checksum)."""
-    digest = hashlib.sha256()
+    """CRC-32 of the arrays' names, dtypes, shapes and bytes (the file's contents, not its zip
+    container, so a rewritten file with the same arrays has the same checksum).
+
+    It detects damage, which is its purpose; it cannot prove authorship (no checksum stored in
+    the file itself could), so a cryptographic hash would only cost time on every load (0.2 s
+    against 0.07 s for the full MNIST file on a small machine).
+    """
+    value = 0
     for name in sorted(arrays):
         if name == CHECKSUM_KEY:
             continue
         array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{array.dtype.str}:{array.shape}:".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
+        value = zlib.crc32(f"{name}:{array.dtype.str}:{array.shape}:".encode(), value)
+        value = zlib.crc32(array.data, value)
+    return f"crc32:{value:08x}"
 
 
 def save_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:
