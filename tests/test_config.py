@@ -8,7 +8,9 @@ from snakemake.utils import validate
 from clexp.config import (
     SCHEMA_PATH,
     check_config,
+    check_device,
     config_hash,
+    normalize_config,
     resolve_experiment,
     selected_experiments,
     training_config,
@@ -16,7 +18,7 @@ from clexp.config import (
 )
 from clexp.errors import ConfigError
 
-from conftest import REPO
+from conftest import REPO, make_project, snakemake, tiny_config
 
 STUDY = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -189,3 +191,131 @@ def test_the_weight_decay_sweep_is_one_protocol_of_the_study():
                 for name in config["experiments"]}
     assert weight_decay_sweep_experiments(settings) == [
         "seq_wd001", "seq_wd01", "seq_wd1", "seq_wd5"]
+
+
+# ---- values that used to pass the schema and then lied or crashed inside a job ----
+
+
+@pytest.mark.parametrize("key", ["l1_activation", "dropout", "stop_at_train_acc", "lr",
+                                 "weight_decay", "momentum"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_rejected_naming_the_key(key, value):
+    config = copy.deepcopy(STUDY)
+    config["experiments"]["seq"][key] = value
+    with pytest.raises(ConfigError, match=rf"experiments.seq.{key}: -?(nan|inf) is not a finite"):
+        validate_config(config)
+
+
+def test_a_nan_read_from_yaml_is_rejected():
+    config = yaml.safe_load("defaults: {l1_activation: .nan}\nexperiments: {seq: {}}\n")
+    with pytest.raises(ConfigError, match=r"defaults.l1_activation: nan is not a finite"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["defaults"].update(epochs=2.0),
+         r"defaults.epochs: expected integer, got float 2.0; write it without a decimal point"),
+        (lambda c: c.update(data_subset={"train_images_per_class": 50.0}),
+         r"data_subset.train_images_per_class: expected integer, got float 50.0"),
+        (lambda c: c.update(seeds=[0.0]), r"seeds.0: expected integer, got float 0.0"),
+        (lambda c: c["experiments"]["seq"].update(batch_size=64.0),
+         r"experiments.seq.batch_size: expected integer"),
+        (lambda c: c.update(tasks=[[1.0, 2]]), r"tasks.0.0: expected integer"),
+    ],
+)
+def test_whole_number_floats_are_rejected_where_an_integer_is_expected(change, message):
+    config = copy.deepcopy(STUDY)
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-rf", "a/b", ""])
+def test_experiment_names_are_safe_folder_names(name):
+    config = copy.deepcopy(STUDY)
+    config["experiments"][name] = {}
+    with pytest.raises(ConfigError, match=r"experiments: .* is not a valid name"):
+        validate_config(config)
+
+
+def test_experiment_names_with_dots_inside_are_fine():
+    config = copy.deepcopy(STUDY)
+    config["experiments"]["seq.v2"] = {}
+    validate_config(config)
+
+
+# ---- strings from the command line get the type the schema gives their key ----
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("false", False), ("False", False), ("FALSE", False), ("no", False), ("off", False),
+     ("true", True), ("True", True), ("yes", True), ("On", True)],
+)
+def test_boolean_spellings_become_booleans_for_boolean_keys(text, value):
+    config = copy.deepcopy(STUDY)
+    config.update(download=text, job_server=text)
+    config["experiments"]["seq"]["ogd"] = text
+    normalize_config(config)
+    assert config["download"] is value and config["job_server"] is value
+    assert config["experiments"]["seq"]["ogd"] is value
+    validate_config(config)
+
+
+def test_only_boolean_keys_are_converted_and_other_strings_still_fail():
+    config = copy.deepcopy(STUDY)
+    config.update(download="maybe", data_root="no", dataset="off")
+    normalize_config(config)
+    assert config["data_root"] == "no" and config["dataset"] == "off"  # strings stay strings
+    with pytest.raises(ConfigError, match=r"download: expected boolean, got str 'maybe'"):
+        validate_config(config)
+
+
+def test_number_strings_from_nested_command_line_values_become_numbers():
+    # --config 'data_subset={train_images_per_class: 50}' arrives as strings (YAML BaseLoader)
+    config = copy.deepcopy(STUDY)
+    config["data_subset"] = {"train_images_per_class": "50", "eval_images_per_class": "10"}
+    config["defaults"]["lr"] = "1e-3"  # PyYAML reads 1e-3 (no dot) as a string
+    normalize_config(config)
+    assert config["data_subset"]["train_images_per_class"] == 50
+    assert config["defaults"]["lr"] == 0.001
+    config["defaults"]["epochs"] = "2.5"  # not an integer: stays text, which the schema rejects
+    normalize_config(config)
+    with pytest.raises(ConfigError, match=r"defaults.epochs: expected integer, got str '2.5'"):
+        validate_config(config)
+
+
+def test_device_cuda_without_cuda_is_rejected_naming_the_key(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_device({"device": "auto"})
+    with pytest.raises(ConfigError, match=r"device: 'cuda' is set, but torch finds no CUDA"):
+        check_device({"device": "cuda"})
+
+
+def test_command_line_false_reaches_the_workflow_as_a_boolean(tmp_path):
+    project = make_project(tmp_path / "project", tiny_config())
+    with open(project / "Snakefile", "a") as snakefile:  # show what the rules see
+        snakefile.write('\nprint("SEEN", repr(config["download"]), repr(config["job_server"]))\n')
+    result = snakemake(project, "-n", "--config", "download=false", "job_server=Off")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SEEN False False" in result.stdout + result.stderr
+    result = snakemake(project, "-n", "--config", "download=maybe")
+    assert result.returncode != 0
+    assert "download: expected boolean, got str 'maybe'" in result.stdout + result.stderr
+
+
+def test_a_workflow_with_device_cuda_stops_before_any_job_where_there_is_no_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    project = make_project(tmp_path / "project", tiny_config())
+    # (checked when the DAG is built, where Snakemake knows that the jobs run on this machine)
+    result = snakemake(project, "--config", "device=cuda")
+    assert result.returncode != 0
+    assert "device: 'cuda' is set, but torch finds no CUDA device" in result.stdout + result.stderr
+    assert not (project / "results").exists()

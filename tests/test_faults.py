@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,8 +18,14 @@ import torch
 
 from clexp.checkpoint import load_checkpoint, save_checkpoint
 from clexp.config import check_config_files
-from clexp.data import EXPECTED_FILES, prepare_dataset
-from clexp.errors import CheckpointError, ConfigError, DataError
+from clexp.data import (
+    EXPECTED_FILES,
+    dataset_is_intact,
+    load_dataset,
+    prepare_dataset,
+    save_dataset,
+)
+from clexp.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from clexp.files import atomic_path, write_json
 from clexp.training import run_training_task
 
@@ -40,6 +47,13 @@ from helpers import run_settings, write_synthetic_dataset
          "selected_experiments: unknown experiment 'nope'"),
         (lambda c: c["experiments"]["seq"].update(stop_at_train_acc=2),
          "experiments.seq.stop_at_train_acc: 2 is out of range"),
+        (lambda c: c["experiments"]["seq"].update(l1_activation=float("nan")),
+         "experiments.seq.l1_activation: nan is not a finite number"),
+        (lambda c: c["defaults"].update(epochs=2.0),
+         "defaults.epochs: expected integer, got float 2.0"),
+        (lambda c: c["data_subset"].update(train_images_per_class=50.0),
+         "data_subset.train_images_per_class: expected integer, got float 50.0"),
+        (lambda c: c["experiments"].update({"..": {}}), "experiments: '..' is not a valid name"),
     ],
 )
 def test_bad_config_fails_before_any_job_runs(tmp_path, change, message):
@@ -222,8 +236,9 @@ def test_divergence_fails_the_job_naming_the_run_and_writes_no_checkpoint(tmp_pa
 ALL_METRICS = [f"results/seq/seed0/task{t}/metrics.json" for t in range(1, 4)]
 
 
-def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
-    """Start the study and SIGKILL it (scheduler and jobs) once task `task` trains."""
+def kill_during_task(project: Path, task: int, timeout: float = 300) -> int:
+    """Start the study and SIGKILL it (scheduler and jobs) once task `task` trains; return
+    Snakemake's pid."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     process = subprocess.Popen(
@@ -243,6 +258,7 @@ def kill_during_task(project: Path, task: int, timeout: float = 300) -> None:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    return process.pid
 
 
 @pytest.mark.slow
@@ -254,7 +270,10 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
         data_subset={"train_images_per_class": 200, "eval_images_per_class": 50},
     )
     killed = make_project(tmp_path / "killed", config)
-    kill_during_task(killed, task=3)
+    snakemake_pid = kill_during_task(killed, task=3)
+    # The job server died with the whole process group, so nobody removed its socket folder ...
+    socket_folders = list(Path(tempfile.gettempdir()).glob(f"clexp-jobs-{snakemake_pid}-*"))
+    assert socket_folders
     task3 = killed / "results/seq/seed0/task3"
     assert (killed / "results/seq/seed0/task2/checkpoint.pt").exists()
     assert not (task3 / "checkpoint.pt").exists(), "task 3 finished before the kill"
@@ -265,6 +284,8 @@ def test_killed_run_resumes_from_the_last_checkpoint_with_identical_metrics(tmp_
     assert snakemake(killed, "--unlock").returncode == 0
     resumed = snakemake(killed, "--rerun-incomplete", *ALL_METRICS)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # ... until the next run's server started.
+    assert not any(folder.exists() for folder in socket_folders)
     # Task 2 was not retrained: task 3 resumed from its checkpoint.
     assert (killed / "results/seq/seed0/task2/checkpoint.pt").stat().st_mtime == task2_before
 
@@ -287,3 +308,177 @@ def test_jobs_use_exactly_the_threads_their_rule_declares(tiny_run):
     assert len(torch_jobs) >= 22  # 11 checkpoints, trained and evaluated
     for log in torch_jobs:
         assert "torch threads: 1" in log.read_text(), log
+
+
+# ---- the compact dataset file carries a checksum ----
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p: _flip(p, p.stat().st_size // 2), "BadZipFile: Bad CRC-32"),
+        (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "BadZipFile"),
+        (lambda p: p.write_bytes(b""), "EOFError"),
+    ],
+)
+def test_a_damaged_dataset_file_fails_in_one_line_naming_it_and_the_fix(tmp_path, damage,
+                                                                         problem):
+    path = write_synthetic_dataset(tmp_path / "dataset.npz")
+    assert set(load_dataset(path)) == {"train_images", "train_labels", "eval_images",
+                                       "eval_labels"}
+    damage(path)
+    with pytest.raises(DataError) as error:
+        load_dataset(path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: the dataset file is damaged")
+    assert problem in message and "Delete it and rerun" in message
+    assert not dataset_is_intact(path)
+
+
+def test_changed_arrays_under_a_valid_zip_fail_the_checksum(tmp_path):
+    import numpy as np
+
+    path = write_synthetic_dataset(tmp_path / "dataset.npz")
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["train_labels"][0] += 1  # a valid file whose contents are not what was written
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(DataError, match="contents do not match their checksum"):
+        load_dataset(path)
+    arrays["train_labels"][0] -= 1
+    del arrays["checksum"]  # a file from before checksums: its zip CRCs still guard it
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    assert set(load_dataset(path)) == set(arrays)
+
+
+def test_the_workflow_rebuilds_a_damaged_dataset_file(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5})
+    project = make_project(tmp_path / "project", config)
+    target = project / "results/data/dataset.npz"
+    assert snakemake(project, "results/data/dataset.npz").returncode == 0
+    original = load_dataset(target)
+    warning = "results/data/dataset.npz was damaged (checksum or zip error): deleted, to be rebuilt"
+
+    _flip(target, target.stat().st_size // 3)
+    dry = snakemake(project, "-n", "results/data/dataset.npz")
+    assert warning in dry.stdout + dry.stderr
+    assert "reason: Missing output files: results/data/dataset.npz" in dry.stdout
+    assert snakemake(project, "results/data/dataset.npz").returncode == 0
+    rebuilt = load_dataset(target)
+    assert all((rebuilt[name] == original[name]).all() for name in original)
+
+    target.write_bytes(target.read_bytes()[:1000])  # truncated: healed by a plain run too
+    result = snakemake(project, "results/data/dataset.npz")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert warning in result.stdout + result.stderr
+    assert dataset_is_intact(target)
+    again = snakemake(project, "-n", "results/data/dataset.npz")
+    assert warning not in again.stdout + again.stderr and "Nothing to be done" in again.stdout
+
+
+# ---- error texts that work as written ----
+
+
+def test_a_corrupt_checkpoint_message_gives_a_command_that_works(checkpoint):
+    _, _, path = checkpoint
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert f"rm {path}" in message and "snakemake --cores N)" in message
+    assert "--forcerun" not in message
+
+
+def test_a_checkpoint_holding_code_is_refused_without_torchs_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": _RunsCode(tmp_path / "marker")}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "holds objects other than tensors and plain data" in message
+    assert "weights_only" not in message and "\n" not in message
+
+
+def _disk_full_at(path: Path) -> None:
+    """Make the next atomic write of `path` go to /dev/full (every write: ENOSPC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(f".{path.name}.tmp-{os.getpid()}").symlink_to("/dev/full")
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: save_checkpoint({"model": {"w": torch.ones(1000)}}, p),
+        lambda p: write_json({"a": 1}, p),
+        lambda p: save_dataset({"x": __import__("numpy").zeros(10000)}, p),
+    ],
+)
+def test_a_full_disk_says_so_and_names_the_file(tmp_path, write):
+    path = tmp_path / "out" / "file"
+    _disk_full_at(path)
+    with pytest.raises(DiskFullError) as error:
+        write(path)
+    message = str(error.value)
+    assert str(path) in message and "no space left on device" in message
+    assert not path.exists() and list(path.parent.iterdir()) == []  # nothing half-written
+
+
+def test_torch_save_alone_would_not_say_the_disk_is_full(tmp_path):
+    """What save_checkpoint avoids by writing the bytes itself."""
+    with pytest.raises(RuntimeError) as error:
+        torch.save({"w": torch.ones(1000)}, "/dev/full")
+    assert "no space" not in str(error.value).lower()
+
+
+# ---- litter of killed writers ----
+
+SLOW_WRITER = """
+import sys, time
+from clexp.files import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    temporary.write_text("half of it")
+    print(temporary, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_temporary_file_of_a_killed_writer_goes_when_the_output_is_written(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)],
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    temporary = Path(writer.stdout.readline().strip())
+    writer.kill()  # kill -9 while saving
+    writer.wait()
+    assert temporary.exists() and not target.exists()
+    live = target.with_name(f".{target.name}.tmp-1")  # pid 1 is alive: not ours to delete
+    live.write_text("someone else's")
+    write_json({"a": 1}, target)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert not temporary.exists() and live.exists()
+
+
+# ---- a copied or moved project reruns nothing ----
+
+
+def test_a_copied_finished_project_reruns_nothing(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    target = "results/seq/seed0/task1/checkpoint.pt"
+    assert snakemake(project, target).returncode == 0
+    copy = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(project, copy, symlinks=True)  # cp -a: times kept
+    result = snakemake(copy, "-n", target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in result.stdout, result.stdout

@@ -11,6 +11,7 @@ settings), `config_hash`, `experiment`, `seed`, `task` (1-based), `epochs_run`,
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -23,8 +24,13 @@ from clexp.files import atomic_path
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Save a checkpoint dict atomically (temporary file, then rename)."""
     state = dict(state, clexp_version=__version__)
+    # Serialised in memory, written by Python: a full disk then raises ENOSPC (reported by
+    # atomic_path), where torch's own writer says only "basic_ios::clear: iostream error".
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as temporary:
-        torch.save(state, temporary)
+        with open(temporary, "wb") as handle:
+            handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(
@@ -40,17 +46,26 @@ def load_checkpoint(
     records another experiment, seed, task or configuration.
     """
     path = Path(path)
+    # Deleting the file is what rebuilds it (and only what depends on it); --forcerun would
+    # take a path after it as one more rule name and replan every training job.
     rebuild = (
-        f"Delete {path} and rebuild it (snakemake --cores N --forcerun train_task "
-        f"{path}), or rerun the workflow with --rerun-incomplete."
+        f"Delete it (rm {path}) and rerun the workflow (snakemake --cores N): Snakemake "
+        "rebuilds the missing checkpoint and everything that depends on it."
     )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        text = str(error)
+        if "weights_only" in text or "Weights only" in text:
+            # torch's text suggests weights_only=False: never do that with a file that holds
+            # code; rebuilding it is the fix.
+            reason = "it holds objects other than tensors and plain data, which are never loaded"
+        else:
+            reason = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:200]
         raise CheckpointError(
-            f"{path}: checkpoint cannot be read ({type(error).__name__}: {error}). "
-            f"The file is truncated or corrupt. {rebuild}"
-        ) from error
+            f"{path}: checkpoint cannot be read ({reason}). The file is truncated, corrupt or "
+            f"not written by clexp. {rebuild}"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a clexp checkpoint. {rebuild}")
     expected = {"experiment": experiment, "seed": seed, "task": task, "config_hash": config_hash}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -161,6 +163,91 @@ def seen_classes(tasks, task: int) -> list[int]:
     return [cls for t in tasks[:task] for cls in t]
 
 
+# YAML 1.1's boolean spellings (what PyYAML reads in config.yaml), case-insensitive.
+_BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "yes", "on"), True),
+    **dict.fromkeys(("false", "no", "off"), False),
+}
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def _types(node: Mapping) -> set[str]:
+    kind = node.get("type", ())
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _from_text(value: str, types: set[str]):
+    """`value` as the boolean or number a YAML file would have read, or `value` unchanged."""
+    text = value.strip()
+    if "boolean" in types and text.lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[text.lower()]
+    if types & {"integer", "number"} and _INTEGER_TEXT.fullmatch(text):
+        return int(text)
+    if "number" in types and _NUMBER_TEXT.fullmatch(text):
+        return float(text)
+    return value
+
+
+def normalize_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Give strings the type the schema declares for their key, in place; return `config`.
+
+    Snakemake's `--config key=value` turns only `True`/`False` into booleans and reads nested
+    values as strings, so `--config download=false` would arrive as the (truthy) string
+    'false'. For a key the schema types as boolean, YAML's spellings true/false, yes/no, on/off
+    (any case) become booleans, as they would in config.yaml; for a key typed integer or
+    number, a string that is a plain decimal number becomes that number. Anything else is
+    left for the schema to reject, naming the key.
+    """
+    schema = _load_schema(schema_path)
+
+    def resolve(node):
+        while isinstance(node, Mapping) and "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        return node if isinstance(node, Mapping) else {}
+
+    def walk(node, value):
+        node = resolve(node)
+        if isinstance(value, str):
+            return _from_text(value, _types(node))
+        if isinstance(value, dict):
+            properties = node.get("properties", {})
+            extra = node.get("additionalProperties")
+            for key in value:
+                child = properties.get(key, extra if isinstance(extra, Mapping) else None)
+                if child is not None:
+                    value[key] = walk(child, value[key])
+        elif isinstance(value, list) and isinstance(node.get("items"), Mapping):
+            value[:] = [walk(node["items"], item) for item in value]
+        return value
+
+    walk(schema, config)
+    return config
+
+
+def _strict_validator(schema: dict):
+    """A JSON-schema validator where an integer is an int (JSON Schema also counts 2.0) and
+    every number is finite (NaN passes every minimum/maximum and trains like 0)."""
+    from jsonschema import Draft202012Validator, validators
+
+    base = Draft202012Validator.TYPE_CHECKER
+
+    def is_integer(checker, value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def is_number(checker, value):
+        return base.is_type(value, "number") and math.isfinite(value)
+
+    checker = base.redefine_many({"integer": is_integer, "number": is_number})
+    return validators.extend(Draft202012Validator, type_checker=checker)(schema)
+
+
 def _key_path(error) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
@@ -181,6 +268,12 @@ def _describe(error) -> str:
     if kind == "enum":
         return f"{path}: {shown} is not allowed; allowed values: {error.validator_value}"
     if kind == "type":
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{path}: {shown} is not a finite number; give a number such as 0.1"
+        if isinstance(value, float) and value.is_integer() and "integer" in str(
+                error.validator_value):
+            return (f"{path}: expected integer, got float {shown}; "
+                    f"write it without a decimal point ({int(value)})")
         return f"{path}: expected {error.validator_value}, got {type(value).__name__} {shown}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
@@ -192,24 +285,36 @@ def _describe(error) -> str:
     if kind == "required":
         return f"{path}: {error.message}"
     if kind == "pattern" or kind == "propertyNames":
-        return f"{path}: {shown} is not a valid name (letters, digits, '_', '.', '-')"
+        return (f"{path}: {shown} is not a valid name (letters, digits, '_', '.', '-'; "
+                "starting with a letter, digit or '_')")
     return f"{path}: {error.message if len(error.message) <= 160 else error.message[:157]}"
 
 
 def validate_config(config: Mapping, schema_path: str | Path = SCHEMA_PATH) -> None:
     """Check `config` against the JSON schema; raise ConfigError listing every violation,
     each with its key path and the allowed values."""
-    import yaml
-    from jsonschema import Draft202012Validator
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    errors = sorted(Draft202012Validator(schema).iter_errors(config),
+    schema = _load_schema(schema_path)
+    errors = sorted(_strict_validator(schema).iter_errors(config),
                     key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = "\n".join(f"  - {_describe(error)}" for error in errors)
         raise ConfigError(
             f"the configuration does not match workflow/schemas/{Path(schema_path).name}; "
             f"fix these keys:\n{lines}"
+        )
+
+
+def check_device(config: Mapping) -> None:
+    """Raise ConfigError when `device: cuda` is asked for where torch sees no CUDA device
+    (every job would fail; better before the first one)."""
+    if config.get("device") != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "device: 'cuda' is set, but torch finds no CUDA device on this machine; "
+            "use device: auto (CUDA when present, else CPU) or device: cpu."
         )
 
 

@@ -5,13 +5,15 @@ asked, and returns uint8 images flattened to 784 features with their labels. `sa
 `load_dataset` write and read the compact `.npz` that every later job loads in milliseconds.
 
 Schema of the `.npz`: `train_images` uint8 (N, 784), `train_labels` int64 (N,),
-`eval_images` uint8 (M, 784), `eval_labels` int64 (M,); "eval" is the official test split.
+`eval_images` uint8 (M, 784), `eval_labels` int64 (M,); "eval" is the official test split;
+`checksum`: a CRC-32 of the four arrays (`dataset_checksum`), checked on every load.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -202,17 +204,77 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+CHECKSUM_KEY = "checksum"
+
+
+def dataset_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """CRC-32 of the arrays' names, dtypes, shapes and bytes (the file's contents, not its zip
+    container, so a rewritten file with the same arrays has the same checksum).
+
+    It detects damage, which is its purpose; it cannot prove authorship (no checksum stored in
+    the file itself could), so a cryptographic hash would only cost time on every load (0.2 s
+    against 0.07 s for the full MNIST file on a small machine).
+    """
+    value = 0
+    for name in sorted(arrays):
+        if name == CHECKSUM_KEY:
+            continue
+        array = np.ascontiguousarray(arrays[name])
+        value = zlib.crc32(f"{name}:{array.dtype.str}:{array.shape}:".encode(), value)
+        value = zlib.crc32(array.data, value)
+    return f"crc32:{value:08x}"
+
+
 def save_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:
-    """Write the compact dataset file (uncompressed `.npz`, so it loads without decoding)."""
+    """Write the compact dataset file (uncompressed `.npz`, so it loads without decoding),
+    with the checksum of its arrays."""
+    contents = dict(arrays)
+    contents[CHECKSUM_KEY] = np.array(dataset_checksum(arrays))
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **contents)
+
+
+def _damaged(path: Path, problem: str) -> DataError:
+    return DataError(
+        f"{path}: the dataset file is damaged ({problem}). Delete it and rerun the workflow, "
+        "which rebuilds it from the raw data (a run of the workflow also replaces a damaged "
+        "file by itself)."
+    )
 
 
 def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
-    """Load the compact dataset file written by `save_dataset`."""
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
+    """Load the compact dataset file written by `save_dataset` and verify its checksum.
+
+    Raises DataError naming the file (one line, saying to delete it) when the file is
+    truncated or altered.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zipfile, numpy and OS errors: all mean "unreadable"
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise _damaged(path, f"{type(error).__name__}: {message}".rstrip(": ")) from None
+    recorded = arrays.pop(CHECKSUM_KEY, None)
+    # A file written before checksums existed is still covered by the zip's CRC-32 of each
+    # array (checked while reading); accepting it spares a finished study a full rerun.
+    if recorded is not None and str(recorded) != dataset_checksum(arrays):
+        raise _damaged(path, "its contents do not match their checksum")
+    return arrays
+
+
+def dataset_is_intact(path: str | Path) -> bool:
+    """Whether `path` loads and matches its checksum (False when damaged, True when absent)."""
+    try:
+        load_dataset(path)
+    except DataError:  # (a FileNotFoundError too: caught first)
+        return False
+    except FileNotFoundError:
+        return True
+    return True
 
 
 def class_mask(labels: np.ndarray, classes) -> np.ndarray:

@@ -19,3 +19,7 @@ class DivergenceError(ClexpError, FloatingPointError):
 
 class CheckpointError(ClexpError, RuntimeError):
     """A checkpoint is unreadable or belongs to another run; the message says how to rebuild."""
+
+
+class DiskFullError(ClexpError, OSError):
+    """Writing an output failed for lack of space; the message names the file and the fix."""

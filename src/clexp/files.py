@@ -1,27 +1,72 @@
 """Write every output under a temporary name and rename it into place.
 
-A job killed mid-write then leaves no file that Snakemake would take as complete.
+A job killed mid-write then leaves no file that Snakemake would take as complete (and its
+temporary file is removed when that output is next written). A full disk is reported as such,
+naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+from clexp.errors import DiskFullError
+
+_TEMPORARY_MARK = ".tmp-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of `path` left by writers that were killed (their pid is
+    gone), e.g. a job killed by kill -9 while it saved."""
+    prefix = f".{path.name}{_TEMPORARY_MARK}"
+    for candidate in path.parent.glob(f"{prefix}*"):
+        pid = candidate.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; on success rename it to `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success rename it to `path`, else delete it.
+
+    Raises DiskFullError (naming `path`) when the device is full.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove_stale_temporaries(path)
+    temporary = path.with_name(f".{path.name}{_TEMPORARY_MARK}{os.getpid()}")
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"{path}: no space left on device (or disk quota exceeded) while writing it "
+            f"({free} there). Free some space, then rerun the workflow; nothing incomplete "
+            "was kept.",
+        ) from error
     finally:
-        if temporary.exists():
+        if temporary.exists() or temporary.is_symlink():
             temporary.unlink()
 
 

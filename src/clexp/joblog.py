@@ -47,6 +47,8 @@ def start_job(log_path: str | Path, threads: int, torch_too: bool = True) -> Non
     from clexp.jobserver import delegate
     from clexp.threads import limit_threads
 
-    delegate(str(log_path))
+    why_here = delegate(str(log_path))
     log_stderr_to(log_path)
+    if why_here:  # e.g. the server did not answer: the job's log says why it ran here
+        print(why_here, file=sys.stderr)
     limit_threads(threads, torch_too=torch_too)

@@ -17,6 +17,17 @@ When there is no server, it refuses the job (another Python environment, e.g. `-
 or on a cluster node, the client runs the script itself: the server changes speed, never
 results.
 
+One client cannot harm the others: the server reads every request without blocking (a client
+that connects and sends nothing, or half a request, delays no one and is dropped after
+`TIMEOUT_VARIABLE`'s seconds), checks it, and handles each connection inside its own error
+boundary that always closes its descriptors. While a job runs, the server tells its client that
+it is alive every second; a client that hears nothing for that long (a stopped server) kills its
+job and fails, saying why in the job's log, and one that gets no answer to its request runs the
+job itself. Children forget the server's imported clexp modules, so they import the code on
+disk. The socket's folder (mode 0700: other users cannot reach it) is removed when the server
+stops, when Snakemake dies (the server gets SIGTERM), and otherwise by the next `start` (folders
+of owners that are gone).
+
 Because the child is not a descendant of the client, Snakemake's `benchmark:` measures the
 client only (its wall time is the job's, its memory is not). The client therefore appends the
 child's resource use to the job's log as one line (`JOB_USAGE_PREFIX`), which the benchmark
@@ -46,6 +57,13 @@ from pathlib import Path
 
 SOCKET_VARIABLE = "CLEXP_JOB_SERVER"
 _CHILD_VARIABLE = "CLEXP_JOB_SERVER_CHILD"
+# Seconds a client waits for an answer (and a running job for a sign of life) before it gives
+# up, and the server waits for a complete request. Longer than the server's start-up imports.
+TIMEOUT_VARIABLE = "CLEXP_JOB_SERVER_TIMEOUT"
+DEFAULT_TIMEOUT_S = 60.0
+HEARTBEAT_S = 1.0
+MAX_REQUEST_BYTES = 16 << 20
+FOLDER_PREFIX = "clexp-jobs-"
 JOB_USAGE_PREFIX = "clexp job server usage:"
 PRELOAD = (
     "numpy", "pandas", "yaml", "threadpoolctl", "torch", "sklearn.linear_model",
@@ -100,6 +118,31 @@ def _receive(connection: socket.socket, max_fds: int = 0) -> tuple[dict, list[in
     return json.loads(payload), fds
 
 
+def _timeout() -> float:
+    try:
+        value = float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+    return value if value > 0 else DEFAULT_TIMEOUT_S
+
+
+def _check_request(request) -> None:
+    """Raise ValueError unless `request` has the shape `delegate` sends."""
+    if not isinstance(request, dict):
+        raise ValueError(f"the request is a JSON {type(request).__name__}, not an object")
+    if not isinstance(request.get("identity"), dict):
+        raise ValueError("the request has no identity object")
+    argv = request.get("argv")
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise ValueError("argv must be a non-empty list of strings")
+    if not isinstance(request.get("cwd"), str):
+        raise ValueError("cwd must be a string")
+    environ = request.get("environ")
+    if not (isinstance(environ, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in environ.items())):
+        raise ValueError("environ must map strings to strings")
+
+
 def _identity() -> dict:
     """What a client and the server must share for a forked child to equal a fresh process."""
     return {"prefix": sys.prefix, "executable": os.path.realpath(sys.executable),
@@ -109,17 +152,34 @@ def _identity() -> dict:
 # ---- the client side: a job's script ----
 
 
-def delegate(log_path: str | None = None) -> None:
+def _note(log_path: str | None, message: str) -> None:
+    """Tell the job's log (and stderr) why the job failed outside its own code."""
+    line = f"clexp job server: {message}"
+    print(line, file=sys.stderr, flush=True)
+    if log_path is not None:
+        try:
+            with open(log_path, "a") as log:
+                log.write(line + "\n")
+        except OSError:
+            pass
+
+
+def delegate(log_path: str | None = None) -> str | None:
     """Run the calling job's script in the job server, then exit with its status.
 
     Returns (and the script goes on in this process) when this process is already the
     server's child, when no server is announced in the environment, or when the server is
-    unreachable or refuses the job. `log_path`, when given, receives the child's resource use.
+    unreachable, refuses the job or does not answer within `TIMEOUT_VARIABLE`'s seconds; the
+    return value is then None, or a line saying why the job runs here (for the job's log).
+    Exits with status 1 and a line in `log_path` when the server dies or stops answering while
+    it runs the job. `log_path`, when given, receives the child's resource use.
     """
     path = os.environ.get(SOCKET_VARIABLE)
     if os.environ.get(_CHILD_VARIABLE) or not path or not available():
-        return
+        return None
+    timeout = _timeout()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(timeout)
     try:
         connection.connect(path)
         request = {
@@ -128,18 +188,37 @@ def delegate(log_path: str | None = None) -> None:
         }
         _send(connection, request, fds=(0, 1, 2))
         reply, _ = _receive(connection)
-    except OSError:
+    except TimeoutError:
+        connection.close()  # the server drops the job when it sees the connection closed
+        return (f"clexp job server: no answer from the server at {path} within {timeout:g} s; "
+                "running the job in this process")
+    except (OSError, ValueError):
         connection.close()
-        return  # no server (or not ours): run here
-    if reply.get("refused"):
+        return None  # no server (or not ours): run here
+    if not isinstance(reply, dict) or not reply.get("accepted"):
         connection.close()
-        return
-    try:
-        reply, _ = _receive(connection)
-    except ConnectionError:
-        print("clexp job server: the server went away while running this job",
-              file=sys.stderr)
-        os._exit(1)
+        return None
+    child = reply.get("pid")
+    while True:
+        try:
+            reply, _ = _receive(connection)
+        except TimeoutError:
+            if isinstance(child, int):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+            _note(log_path, f"the server stopped answering (no sign of life for {timeout:g} s) "
+                            f"while it ran this job (pid {child}); the job was killed and fails. "
+                            "Rerun the workflow.")
+            os._exit(1)
+        except (OSError, ValueError):
+            _note(log_path, "the server died while it ran this job (its connection closed "
+                            "without the job's exit status), so the job fails. Rerun the "
+                            "workflow; set job_server: false if it happens again.")
+            os._exit(1)
+        if isinstance(reply, dict) and "exit" in reply:
+            break
     if log_path is not None and "max_rss_mb" in reply:
         with open(log_path, "a") as log:
             log.write(
@@ -192,6 +271,11 @@ def _run_child(request: dict, fds: list[int]) -> None:
         # flushes logging. (weakref.finalize hooks in through one such inherited handler, so
         # finalizers still pending at exit are not run; clexp's jobs do not rely on them.)
         atexit._clear()
+        # The server's own clexp modules (the package, this module) are as old as the server:
+        # the job imports the code on disk now, like a fresh process would.
+        for name in [n for n in sys.modules if n == "clexp" or n.startswith("clexp.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
         sys.argv = list(request["argv"])
         script = sys.argv[0]
         sys.path[0] = os.path.dirname(os.path.abspath(script))
@@ -240,6 +324,25 @@ def _warm_up_matplotlib() -> None:
     plt.close(figure)
 
 
+class _Pending:
+    """A connection whose request has not fully arrived yet."""
+
+    def __init__(self, connection: socket.socket, deadline: float):
+        self.connection = connection
+        self.deadline = deadline
+        self.data = b""
+        self.fds: list[int] = []
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+        self.connection.close()
+
+
 class Server:
     """Fork a child per request; report each child's exit to its client; kill orphans."""
 
@@ -247,14 +350,19 @@ class Server:
         self.path = path
         self.parent = parent
         self.identity = _identity()
+        self.timeout = _timeout()
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
+        self.pending: dict[socket.socket, _Pending] = {}
+        self.wakeup_read = -1
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(path):
             os.unlink(path)
         self.listener.bind(path)
         self.listener.listen(64)
+        self.listener.setblocking(False)
         self.running = True
+        self.closed = False
 
     def preload(self, modules=PRELOAD) -> None:
         os.environ.setdefault("MPLBACKEND", "Agg")
@@ -269,35 +377,121 @@ class Server:
         gc.collect()
         gc.freeze()
 
+    def _log(self, message: str) -> None:
+        print(f"clexp job server: {message}", file=sys.stderr, flush=True)
+
     def _accept(self) -> None:
-        connection, _ = self.listener.accept()
-        connection.settimeout(10)
+        """Take every waiting connection; their requests are read as they arrive."""
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. out of descriptors: the client will time out
+                self._log(f"cannot accept a connection ({error})")
+                return
+            connection.setblocking(False)
+            self.pending[connection] = _Pending(connection, time.monotonic() + self.timeout)
+            self.selector.register(connection, selectors.EVENT_READ, ("request", connection))
+
+    def _read_request(self, connection: socket.socket) -> None:
+        """Read what has arrived of one request; start its job once complete. Whatever the
+        client sent, a failure ends this connection only (descriptors closed)."""
+        pending = self.pending[connection]
         try:
-            request, fds = _receive(connection, max_fds=3)
-        except (OSError, ValueError):
+            try:
+                data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+            except (BlockingIOError, InterruptedError):
+                return
+            pending.fds.extend(fds)
+            if not data:
+                raise ConnectionError("the client closed the connection before its request")
+            pending.data += data
+            if len(pending.fds) > 3:
+                raise ValueError("more than three descriptors")
+            if len(pending.data) < _HEADER.size:
+                return
+            (size,) = _HEADER.unpack(pending.data[: _HEADER.size])
+            if size > MAX_REQUEST_BYTES:
+                raise ValueError(f"a request of {size} bytes")
+            if len(pending.data) < _HEADER.size + size:
+                return
+            request = json.loads(pending.data[_HEADER.size : _HEADER.size + size])
+            self._forget(connection)
+            self._start(connection, request, pending)
+        except Exception as error:  # noqa: BLE001 - the error boundary of one connection
+            self._drop(connection, error)
+
+    def _forget(self, connection: socket.socket) -> None:
+        self.pending.pop(connection, None)
+        try:
+            self.selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass
+
+    def _drop(self, connection: socket.socket, error: BaseException) -> None:
+        pending = self.pending.get(connection)
+        self._forget(connection)
+        if not isinstance(error, ConnectionError):
+            self._log(f"dropped a request ({type(error).__name__}: {error})")
+            try:
+                connection.settimeout(0.1)
+                _send(connection, {"refused": f"bad request: {error}"})
+            except Exception:  # noqa: BLE001 - best effort: the client may be gone
+                pass
+        if pending is not None:
+            pending.close()
+        else:
             connection.close()
+
+    def _start(self, connection: socket.socket, request, pending: _Pending) -> None:
+        """Fork the job's child and tell the client (after `_read_request` checked nothing)."""
+        try:
+            _check_request(request)
+            if request["identity"] != self.identity or len(pending.fds) != 3:
+                raise ValueError("another Python environment")
+        except ValueError as error:
+            connection.settimeout(0.1)
+            try:
+                _send(connection, {"refused": str(error)})
+            except OSError:
+                pass
+            pending.close()
             return
-        if request.get("identity") != self.identity or len(fds) != 3:
-            _send(connection, {"refused": "another Python environment"})
-            connection.close()
-            for fd in fds:
-                os.close(fd)
+        try:
+            gone = connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            gone = False
+        if gone:  # the client gave up waiting (e.g. this server was stopped): it runs the job
+            pending.close()
             return
-        _send(connection, {"accepted": True})
+        fds, pending.fds = pending.fds, []
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
         if pid == 0:
             # The child keeps only its client's descriptors (now in `fds`).
-            for other in [self.listener, connection, *self.children.values()]:
+            for other in [self.listener, connection, *self.children.values(),
+                          *self.pending.values()]:
                 other.close()
             self.selector.close()
+            if self.wakeup_read >= 0:
+                os.close(self.wakeup_read)
             _run_child(request, fds)
         for fd in fds:
             os.close(fd)
-        connection.settimeout(None)
         self.children[pid] = connection
-        self.selector.register(connection, selectors.EVENT_READ, pid)
+        try:
+            connection.settimeout(HEARTBEAT_S)
+            _send(connection, {"accepted": True, "pid": pid})
+            self.selector.register(connection, selectors.EVENT_READ, ("job", pid))
+        except OSError:  # the client gave up meanwhile: so does its job
+            self._client_gone(pid)
 
     def _client_gone(self, pid: int) -> None:
         """A client closed its connection before its child finished: kill the child."""
@@ -306,8 +500,22 @@ class Server:
         except ProcessLookupError:
             pass
 
+    def _heartbeat(self) -> None:
+        for pid, connection in list(self.children.items()):
+            try:
+                _send(connection, {"alive": True})
+            except OSError:
+                self._client_gone(pid)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for connection, pending in list(self.pending.items()):
+            if now > pending.deadline:
+                self._drop(connection, TimeoutError(
+                    f"no complete request within {self.timeout:g} s"))
+
     def _reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
@@ -317,7 +525,10 @@ class Server:
             connection = self.children.pop(pid, None)
             if connection is None:
                 continue
-            self.selector.unregister(connection)
+            try:
+                self.selector.unregister(connection)
+            except (KeyError, ValueError):
+                pass
             code = os.waitstatus_to_exitcode(status)
             try:
                 _send(connection, {
@@ -330,27 +541,40 @@ class Server:
 
     def serve(self) -> None:
         wakeup_read, wakeup_write = os.pipe()
+        self.wakeup_read = wakeup_read
         os.set_blocking(wakeup_read, False)
         os.set_blocking(wakeup_write, False)
         signal.set_wakeup_fd(wakeup_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the jobs, not the server
-        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-        self.selector.register(wakeup_read, selectors.EVENT_READ, "wakeup")
+        self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        self.selector.register(wakeup_read, selectors.EVENT_READ, ("wakeup", None))
+        next_heartbeat = time.monotonic() + HEARTBEAT_S
         try:
             while self.running:
-                for key, _ in self.selector.select(timeout=1.0):
-                    if key.data == "accept":
-                        self._accept()
-                    elif key.data == "wakeup":
-                        try:
-                            os.read(wakeup_read, 4096)
-                        except BlockingIOError:
-                            pass
-                    else:
-                        self._client_gone(key.data)
+                for key, _ in self.selector.select(timeout=HEARTBEAT_S / 2):
+                    kind, value = key.data
+                    try:
+                        if kind == "accept":
+                            self._accept()
+                        elif kind == "wakeup":
+                            try:
+                                os.read(wakeup_read, 4096)
+                            except BlockingIOError:
+                                pass
+                        elif kind == "request":
+                            if value in self.pending:
+                                self._read_request(value)
+                        else:
+                            self._client_gone(value)
+                    except Exception as error:  # noqa: BLE001 - never let one event stop all
+                        self._log(f"error while serving ({type(error).__name__}: {error})")
                 self._reap()
+                self._expire()
+                if time.monotonic() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = time.monotonic() + HEARTBEAT_S
                 if self.parent is not None and os.getppid() != self.parent:
                     self.running = False
         finally:
@@ -360,30 +584,85 @@ class Server:
         self.running = False
 
     def shutdown(self) -> None:
+        """Kill the running jobs, then remove the socket and its folder (once)."""
+        if self.closed:
+            return
+        self.closed = True
         for pid in list(self.children):
             self._client_gone(pid)
         deadline = time.monotonic() + 5
         while self.children and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.01)
+        for connection in list(self.pending):
+            self._drop(connection, ConnectionError("shutting down"))
         self.listener.close()
+        _remove_socket(self.path)
+
+
+def _remove_socket(path: str) -> None:
+    """Remove the socket and, when `start` made it, its folder."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    folder = os.path.dirname(path)
+    if os.path.basename(folder).startswith(FOLDER_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_folders(directory: str | None = None) -> list[str]:
+    """Remove this user's socket folders whose owner (the Snakemake process that started the
+    server, its pid in the name) is gone: left by a `kill -9` of the whole process group.
+    Returns the folders removed."""
+    directory = directory or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(FOLDER_PREFIX):
+            continue
+        owner = entry.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+            mine = entry.is_dir(follow_symlinks=False) and entry.stat(
+                follow_symlinks=False).st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
 
 
 def start(parent: int | None = None) -> subprocess.Popen | None:
     """Start a server for this process's jobs and announce it in the environment."""
     if not available():
         return None
-    directory = tempfile.mkdtemp(prefix="clexp-jobs-")
-    path = os.path.join(directory, "socket")
+    remove_stale_folders()
     parent = os.getpid() if parent is None else parent
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clexp.jobserver", "--socket", path, "--parent", str(parent)],
-        stdin=subprocess.DEVNULL,
-    )
+    # mkdtemp: mode 0700, so other users cannot reach the socket.
+    directory = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{parent}-")
+    path = os.path.join(directory, "socket")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clexp.jobserver", "--socket", path, "--parent", str(parent)],
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     process.socket_path = path
     deadline = time.monotonic() + 10
     while not os.path.exists(path):  # listening takes a moment; the imports come after
@@ -415,13 +694,28 @@ def main(argv=None) -> None:
     parser.add_argument("--socket", required=True, help="Unix socket path to listen on")
     parser.add_argument("--parent", type=int, help="exit when this process is gone")
     args = parser.parse_args(argv)
+
+    def terminate(*_):
+        raise SystemExit(0)
+
+    # SIGTERM (from `stop`, or from Linux when Snakemake dies, even by kill -9) ends the
+    # server through `shutdown`, which removes the socket folder.
+    signal.signal(signal.SIGTERM, terminate)
     if args.parent is not None:
-        _die_with_parent()
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(
+                _PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            pass
         if os.getppid() != args.parent:
+            _remove_socket(args.socket)
             return
     server = Server(args.socket, args.parent)  # listening first: early clients queue
-    server.preload()
-    server.serve()
+    try:
+        server.preload()
+        server.serve()
+    finally:
+        server.shutdown()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 SOURCE_DIR = Path(workflow.basedir) / "src"
@@ -19,6 +20,8 @@ from clexp.config import (  # noqa: E402
     apply_data_root_variable,
     check_config,
     check_config_files,
+    check_device,
+    normalize_config,
     resolve_experiment,
     selected_experiments,
     training_config,
@@ -30,6 +33,8 @@ from clexp import jobserver  # noqa: E402
 try:
     check_config_files(workflow.configfiles)
     apply_data_root_variable(config, workflow.config_settings.overwrite_config)
+    # --config download=false arrives as the string 'false': give it the schema's type.
+    normalize_config(config)
     # clexp's check first: it names every bad key path and the allowed values.
     validate_config(config)
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults
@@ -46,7 +51,7 @@ ANALYSIS_SEEDS = [s for s in SEEDS if s in config["analysis"]["seeds"]] or SEEDS
 
 
 wildcard_constraints:
-    experiment="[A-Za-z0-9_.-]+",
+    experiment="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     seed=r"\d+",
     task=r"\d+",
 
@@ -109,6 +114,22 @@ LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
 CONDA_ENV = "../envs/clexp.yaml"
 
+
+def _heal_dataset():
+    """A damaged dataset file (flipped bytes, truncation) looks complete to Snakemake, and every
+    job would fail on it: remove it, so that this run rebuilds it (checksum: clexp.data).
+    Also in a dry run (which is not known yet while the Snakefile is read): the file is
+    unusable either way, and the dry run then shows what the real run will do."""
+    from clexp.data import dataset_is_intact
+
+    if not workflow.is_main_process or dataset_is_intact(DATA_FILE):
+        return
+    os.remove(DATA_FILE)
+    logger.warning(f"{DATA_FILE} was damaged (checksum or zip error): deleted, to be rebuilt.")
+
+
+_heal_dataset()
+
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = [
     "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
@@ -129,6 +150,11 @@ CODE = {
         str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py", "bench.py"]
     ],
 }
+
+
+# Relative to the working directory, so that a moved or copied project (or the same checkout
+# under another mount point) keeps its inputs, and so reruns nothing.
+CODE = {kind: [os.path.relpath(path) for path in paths] for kind, paths in CODE.items()}
 
 
 # ---- input functions ----
@@ -181,6 +207,22 @@ def all_checkpoint_files(pattern, seeds=None):
 def analysis_on(wildcards):
     """Whether this run's seed gets the per-batch instruments and per-checkpoint analysis."""
     return int(wildcards.seed) in ANALYSIS_SEEDS
+
+
+_DEVICE_CHECKED = []
+
+
+def device_param(wildcards):
+    """The `device` param; checked once when the DAG is built (before any job): only then does
+    Snakemake know whether jobs run here (a cluster's submit host need not have the GPU that
+    its nodes have)."""
+    if not _DEVICE_CHECKED and workflow.local_exec and not workflow.dryrun:
+        try:
+            check_device(config)
+        except ConfigError as error:
+            raise WorkflowError(f"Invalid configuration: {error}") from None
+        _DEVICE_CHECKED.append(True)
+    return config["device"]
 
 
 def training_params(wildcards):

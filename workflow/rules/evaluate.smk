@@ -8,7 +8,7 @@ rule evaluate_checkpoint:
     params:
         run=run_params,
         probe=config["probe"],
-        device=config["device"],
+        device=device_param,
     benchmark:
         f"{BENCHMARK_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:
@@ -33,7 +33,7 @@ rule analyze_checkpoint:
     params:
         run=run_params,
         analysis=config["analysis"],
-        device=config["device"],
+        device=device_param,
     benchmark:
         f"{BENCHMARK_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
     log:

@@ -11,7 +11,7 @@ rule train_task:
         code=CODE["train"],
     params:
         run=training_params,
-        device=config["device"],
+        device=device_param,
         curve_stride=config["analysis"]["forgetting_curve_stride"],
         curve_images_per_task=config["analysis"]["forgetting_curve_images_per_task"],
         instruments=analysis_on,
