@@ -238,8 +238,8 @@ def save_dataset(arrays: dict[str, np.ndarray], path: str | Path) -> None:
 def _damaged(path: Path, problem: str) -> DataError:
     return DataError(
         f"{path}: the dataset file is damaged ({problem}). Delete it and rerun the workflow, "
-        "which rebuilds it from the raw data (a run of the workflow also replaces a damaged "
-        "file by itself)."
+        "which rebuilds it (a run of the workflow also replaces a damaged dataset file by "
+        "itself)."
     )
 
 
