@@ -4,7 +4,8 @@ Schema of `metrics.json` (accuracies are fractions in [0, 1]; class keys are str
 `experiment`, `seed`, `task` (1-based), `num_tasks`, `tasks`, `classes_seen`,
 `val_acc`, `val_loss` (evaluation images of the seen classes, all ten logits),
 `per_class_acc` (seen classes), `per_task_acc` (one value per task of the run, future tasks
-included), `init_per_task_acc` (the untrained network, for forward transfer),
+included), `per_task_acc_til` (the same with the logits masked to each task's own classes:
+task-incremental evaluation), `init_per_task_acc` (the untrained network, for forward transfer),
 `population_sparsity` (exact zeros in h1 and h2 pooled, evaluation set),
 `sparsity_h1`, `sparsity_h2`, `probe_acc`, `probe_per_class_acc`, `probe_coef_norm`
 (logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
@@ -33,6 +34,7 @@ from clexp.metrics import (
     cross_entropy,
     per_class_accuracy,
     per_task_accuracy,
+    per_task_accuracy_til,
     population_sparsity,
 )
 from clexp.model import build_model
@@ -119,6 +121,7 @@ def evaluate_checkpoint(
         "val_loss": cross_entropy(evaluation["logits"][seen_mask], eval_labels[seen_mask]),
         "per_class_acc": per_class_accuracy(predictions, eval_labels, seen),
         "per_task_acc": per_task_accuracy(predictions, eval_labels, tasks),
+        "per_task_acc_til": per_task_accuracy_til(evaluation["logits"], eval_labels, tasks),
         "init_per_task_acc": list(state["init_per_task_acc"]),
         "population_sparsity": population_sparsity(evaluation["h1"], evaluation["h2"]),
         "sparsity_h1": population_sparsity(evaluation["h1"]),

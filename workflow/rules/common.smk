@@ -79,6 +79,7 @@ CHECKPOINT_FIGURES = {
     )
 }
 ACCURACY_MATRIX = "results/{experiment}/seed{seed}/accuracy_matrix.csv"
+ACCURACY_MATRIX_TIL = "results/{experiment}/seed{seed}/accuracy_matrix_til.csv"
 LEARNING_CURVES = "results/{experiment}/seed{seed}/learning_curves.csv"
 PROBE_TABLE = "results/{experiment}/seed{seed}/probe_table.csv"
 RUN_CURVES = "results/{experiment}/seed{seed}/run_curves.csv"
