@@ -11,11 +11,15 @@ task-incremental evaluation), `init_per_task_acc` (the untrained network, for fo
 (logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
-asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `weight_stats`,
-`bias_stats` (per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a
-hidden layer followed by BatchNorm, else the linear layer's bias; see
-`clexp.analysis.effective_biases`), `bias_source` (per layer: `batchnorm_shift` or
-`linear_bias`) and `saliency_norm` (per seen class, on h2).
+asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `method` (the
+continual-learning method's name) and what the method measured over the task: for OGD
+`ogd_update_alignment_mean`, `ogd_update_alignment_max` (|cos| of the applied update with the
+basis' span over the task's steps; null when the basis was empty) and
+`ogd_update_alignment_steps`, for A-GEM `agem_projected_steps`; `weight_stats`, `bias_stats`
+(per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a hidden layer
+followed by BatchNorm, else the linear layer's bias; see `clexp.analysis.effective_biases`),
+`bias_source` (per layer: `batchnorm_shift` or `linear_bias`) and `saliency_norm` (per seen
+class, on h2).
 """
 
 from __future__ import annotations
@@ -138,6 +142,8 @@ def evaluate_checkpoint(
         "stopped_early": state["stopped_early"],
         "ogd_basis_size": int(state["ogd_basis"].shape[0]),
         "config_hash": state["config_hash"],
+        "method": state.get("method", "ogd" if run["ogd"] else "naive"),
+        **(state.get("method_record") or {}),
     }
     parameters = {k: v.numpy() for k, v in state["model"].items()}
     metrics.update(checkpoint_scalars(parameters, eval_labels, evaluation, tasks[:task]))
