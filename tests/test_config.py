@@ -405,3 +405,20 @@ def test_method_runs_stay_out_of_the_intervention_comparisons():
     assert groups["ogd_adam_bn"] == "OGD + BN"
     for name in ("er_bn", "ewc", "ogd_adam_bn_step", "ogd_adam_bn_reset"):
         assert name not in groups
+
+
+def test_the_study_has_the_baselines_with_the_protocol_of_seq():
+    config = validated(STUDY)
+    seq = resolve_experiment(config, "seq")
+    expected = {"ewc": "ewc", "online_ewc": "ewc", "si": "si", "lwf": "lwf", "er": "er",
+                "agem": "agem", "er_bn": "er"}
+    for name, method in expected.items():
+        run = resolve_experiment(config, name)
+        assert run["method"] == method
+        for key in ("optimizer", "lr", "epochs", "batch_size", "weight_decay",
+                    "stop_at_train_acc", "tasks", "dropout", "l1_activation"):
+            assert run[key] == seq[key], (name, key)
+        assert run["norm"] == ("batch" if name == "er_bn" else "none")
+    assert resolve_experiment(config, "online_ewc")["ewc_online"] is True
+    assert resolve_experiment(config, "ewc")["ewc_online"] is False
+    assert resolve_experiment(config, "er")["buffer_size"] == 500
