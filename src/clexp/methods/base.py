@@ -73,6 +73,7 @@ class Method:
         return self.run.get(key, all_options()[key])
 
     def parameters(self) -> list[torch.Tensor]:
+        """The model's trainable parameters, in the order of a flattened gradient."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def start_task(self, context: TaskContext) -> None:
@@ -104,9 +105,11 @@ class Method:
         return {}
 
     def state_dict(self) -> dict:
+        """Everything the method carries to the next task (tensors and plain values)."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
         self.generator.set_state(state["generator"])
 
 

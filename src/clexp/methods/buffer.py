@@ -61,9 +61,11 @@ class ReplayBuffer:
         return images, self.labels.to(device)
 
     def state_dict(self) -> dict:
+        """Size, indices and labels (tensors: the checkpoint stores them as they are)."""
         return {"size": self.size, "indices": self.indices.clone(), "labels": self.labels.clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
         self.size = int(state["size"])
         self.indices = state["indices"].clone()
         self.labels = state["labels"].clone()
