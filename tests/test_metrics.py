@@ -110,3 +110,15 @@ def test_run_summary_reports_both_scenarios():
     old = run_summary([{k: v for k, v in row(1, [1.0, 0.0], [1.0, 0.5]).items()
                         if k != "per_task_acc_til"}])
     assert np.isnan(old["avg_acc_til"])
+
+
+def test_the_task_incremental_accuracy_table_has_the_til_matrix_only():
+    from clexp.summary import accuracy_table
+
+    rows = [{"task": t, "tasks": [[1, 2], [3, 4]], "per_task_acc": [0.5, 0.0],
+             "per_task_acc_til": [1.0, 0.5 * t], "val_acc": 0.5, "probe_acc": 0.9,
+             "population_sparsity": 0.3} for t in (2, 1)]
+    table = accuracy_table(rows, "per_task_acc_til")
+    assert list(table.columns) == ["after_task", "task1 [1,2]", "task2 [3,4]"]
+    assert table["task2 [3,4]"].tolist() == [0.5, 1.0]
+    assert "val_acc" in accuracy_table(rows).columns

@@ -78,7 +78,8 @@ def summary_by_experiment(summary: pd.DataFrame) -> pd.DataFrame:
 def accuracy_table(metrics_rows: list[dict], key: str = "per_task_acc") -> pd.DataFrame:
     """The accuracy matrix of one run as a table: a row per checkpoint, a column per task.
 
-    `key` picks the scenario: `per_task_acc` (class-incremental) or `per_task_acc_til`.
+    `key` picks the scenario: `per_task_acc` (class-incremental, with `val_acc`, `probe_acc`
+    and `sparsity` columns) or `per_task_acc_til` (the task columns only).
     """
     rows = sorted(metrics_rows, key=lambda m: m["task"])
     table = pd.DataFrame(
@@ -86,6 +87,8 @@ def accuracy_table(metrics_rows: list[dict], key: str = "per_task_acc") -> pd.Da
         columns=[f"task{j + 1} {m}" for j, m in enumerate(_task_names(rows[0]["tasks"]))],
     )
     table.insert(0, "after_task", [m["task"] for m in rows])
+    if key != "per_task_acc":
+        return table  # the columns below are class-incremental measurements
     table["val_acc"] = [m["val_acc"] for m in rows]
     table["probe_acc"] = [m["probe_acc"] for m in rows]
     table["sparsity"] = [m["population_sparsity"] for m in rows]
