@@ -151,7 +151,7 @@ ogd_sgd_bn_t095_dropout02 ogd_sgd_bn_t095_dropout02_l1_5
 
 def test_the_study_defines_its_experiments_as_specified():
     config = validated(STUDY)
-    assert list(config["experiments"]) == STUDY_EXPERIMENTS
+    assert list(config["experiments"])[: len(STUDY_EXPERIMENTS)] == STUDY_EXPERIMENTS
     runs = {name: resolve_experiment(config, name) for name in STUDY_EXPERIMENTS}
     for name in ("seq_bn_order38", "seq_bn_order14"):
         assert runs[name]["tasks"][0] == ([3, 8] if name.endswith("38") else [1, 4])
@@ -210,6 +210,30 @@ def test_a_nan_read_from_yaml_is_rejected():
     config = yaml.safe_load("defaults: {l1_activation: .nan}\nexperiments: {seq: {}}\n")
     with pytest.raises(ConfigError, match=r"defaults.l1_activation: nan is not a finite"):
         validate_config(config)
+
+
+def test_existing_experiments_keep_their_resolved_settings_and_config_hash():
+    """The hashes were recorded before `base`, `method` and the method options existed: the
+    rewritten config (OGD block with `base`) resolves every earlier experiment identically, so
+    its checkpoints stay valid."""
+    import json
+
+    recorded = json.loads((REPO / "tests" / "configs" / "study_config_hashes.json").read_text())
+    config = validated(STUDY)
+    assert len(recorded) == 30
+    for name, expected in recorded.items():
+        run = resolve_experiment(config, name)
+        assert config_hash(training_config(run)) == expected, name
+        assert "method" not in run and "base" not in run and "ogd_project" not in run
+
+
+def test_base_inherits_the_named_experiment_and_overrides_it():
+    config = validated(STUDY)
+    config["experiments"]["variant"] = {"base": "ogd_adam_bn", "dropout": 0.2}
+    variant = resolve_experiment(config, "variant")
+    expected = dict(resolve_experiment(config, "ogd_adam_bn"), dropout=0.2, name="variant")
+    assert variant == expected
+    assert resolve_experiment(config, "ogd_sgd_bn_t095_l1_5")["optimizer"] == "sgd"
 
 
 @pytest.mark.parametrize(
@@ -319,3 +343,82 @@ def test_a_workflow_with_device_cuda_stops_before_any_job_where_there_is_no_cuda
     assert result.returncode != 0
     assert "device: 'cuda' is set, but torch finds no CUDA device" in result.stdout + result.stderr
     assert not (project / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda e: e.update(a={"base": "nope"}), r"experiments.a.base: unknown experiment 'nope'"),
+        (lambda e: e.update(a={"base": "b"}, b={"base": "a"}),
+         r"experiments.\w.base: the bases form a cycle"),
+        (lambda e: e.update(a={"method": "ewc", "si_c": 2.0}),
+         r"experiments.a.si_c: an option of method si, but this experiment's method is ewc"),
+        (lambda e: e.update(a={"ogd": True, "method": "er"}),
+         r"experiments.a: `ogd: true` and `method: er` name two methods"),
+    ],
+)
+def test_bad_bases_and_method_options_are_named(change, message):
+    config = validated(STUDY)
+    change(config["experiments"])
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_base_is_not_allowed_in_defaults():
+    config = validated(STUDY)
+    config["defaults"]["base"] = "seq"
+    with pytest.raises(ConfigError, match="defaults.base"):
+        check_config(config)
+
+
+def test_method_options_get_their_defaults_and_are_checked_by_the_schema():
+    from clexp.methods.registry import METHODS
+
+    config = validated(STUDY)
+    config["experiments"]["e"] = {"method": "ewc", "ewc_lambda": 7.0}
+    config["experiments"]["o"] = {"method": "ogd"}
+    run = resolve_experiment(config, "e")
+    assert run["method"] == "ewc" and run["ewc_lambda"] == 7.0
+    assert run["ewc_gamma"] == METHODS["ewc"].options["ewc_gamma"]
+    assert "si_c" not in run and "buffer_size" not in run
+    # method: ogd is ogd: true, with the same hash as before the key existed
+    assert resolve_experiment(config, "o")["ogd"] is True
+    assert "method" not in resolve_experiment(config, "o")
+    bad = copy.deepcopy(STUDY)
+    bad["experiments"]["e"] = {"method": "ewc", "ewc_lambda": -1}
+    with pytest.raises(ConfigError, match=r"experiments.e.ewc_lambda: -1 is out of range"):
+        validate_config(bad)
+    bad["experiments"]["e"] = {"method": "gem"}
+    with pytest.raises(ConfigError, match=r"experiments.e.method: 'gem' is not allowed"):
+        validate_config(bad)
+
+
+def test_method_runs_stay_out_of_the_intervention_comparisons():
+    from clexp.study import eval_loss_groups
+
+    config = validated(STUDY)
+    config["experiments"]["er_bn"] = {"method": "er", "norm": "batch"}
+    config["experiments"]["ewc"] = {"method": "ewc"}
+    settings = {name: resolve_experiment(config, name) for name in config["experiments"]}
+    groups = eval_loss_groups(settings)
+    assert groups["seq"] == "plain" and groups["seq_bn"] == "BN"
+    assert groups["ogd_adam_bn"] == "OGD + BN"
+    for name in ("er_bn", "ewc", "ogd_adam_bn_step", "ogd_adam_bn_reset"):
+        assert name not in groups
+
+
+def test_the_study_has_the_baselines_with_the_protocol_of_seq():
+    config = validated(STUDY)
+    seq = resolve_experiment(config, "seq")
+    expected = {"ewc": "ewc", "online_ewc": "ewc", "si": "si", "lwf": "lwf", "er": "er",
+                "agem": "agem", "er_bn": "er"}
+    for name, method in expected.items():
+        run = resolve_experiment(config, name)
+        assert run["method"] == method
+        for key in ("optimizer", "lr", "epochs", "batch_size", "weight_decay",
+                    "stop_at_train_acc", "tasks", "dropout", "l1_activation"):
+            assert run[key] == seq[key], (name, key)
+        assert run["norm"] == ("batch" if name == "er_bn" else "none")
+    assert resolve_experiment(config, "online_ewc")["ewc_online"] is True
+    assert resolve_experiment(config, "ewc")["ewc_online"] is False
+    assert resolve_experiment(config, "er")["buffer_size"] == 500

@@ -86,3 +86,45 @@ def test_forward_transfer_probe_only_sees_unseen_classes(two_task_run):
     after, _ = evaluate_checkpoint(run, 0, 3, folder / "t3.pt", data, PROBE, device="cpu")
     assert after["probe_unseen_classes"] == []
     assert after["probe_unseen_acc"] is None
+
+
+def hand_made_model():
+    """An MLP that sees each class's pixel block and always favours class 9 by a margin.
+
+    Unit c of h1 and h2 sums class c's block; logit c is that sum plus a large bias for 9.
+    Class-incremental predictions are therefore 9 everywhere; masked to a task's classes,
+    every task without 9 is predicted perfectly and task [9, 0] is half right.
+    """
+    import torch
+
+    from clexp.model import MLP
+
+    model = MLP()
+    with torch.no_grad():
+        for layer in (model.fc1, model.fc2, model.fc3):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        for c in range(10):
+            model.fc1.weight[c, c * 78 : c * 78 + 60] = 1.0 / 60
+            model.fc2.weight[c, c] = 1.0
+            model.fc3.weight[c, c] = 10.0
+        model.fc3.bias[9] = 100.0
+    return model
+
+
+def test_task_incremental_accuracy_masks_the_logits_to_each_tasks_classes(tmp_path):
+    import torch
+
+    from clexp.checkpoint import save_checkpoint
+    from clexp.config import config_hash, training_config
+
+    data = write_synthetic_dataset(tmp_path / "data.npz")
+    run = run_settings(name="hand")
+    model = hand_made_model()
+    save_checkpoint({"model": model.state_dict(), "ogd_basis": torch.zeros(0, 1),
+                     "config_hash": config_hash(training_config(run)), "experiment": "hand",
+                     "seed": 0, "task": 5, "epochs_run": 0, "stopped_early": False,
+                     "init_per_task_acc": [0.0] * 5}, tmp_path / "hand.pt")
+    metrics, _ = evaluate_checkpoint(run, 0, 5, tmp_path / "hand.pt", data, PROBE, device="cpu")
+    assert metrics["per_task_acc"] == [0.0, 0.0, 0.0, 0.0, 0.5]
+    assert metrics["per_task_acc_til"] == [1.0, 1.0, 1.0, 1.0, 0.5]

@@ -75,3 +75,50 @@ def test_single_task_runs_have_no_transfer():
     assert math.isnan(backward_transfer(matrix))
     assert math.isnan(average_forgetting(matrix))
     assert math.isnan(forward_transfer(matrix, np.array([0.1])))
+
+
+def test_task_incremental_accuracy_uses_only_the_tasks_own_logits():
+    from clexp.metrics import per_task_accuracy_til
+
+    # rows: logits of four items; the largest logit is always class 3 (another task)
+    logits = np.array([
+        [0.0, 2.0, 1.0, 9.0],   # label 1: masked to [1, 2] -> 1 (right); unmasked -> 3
+        [0.0, 2.0, 1.0, 9.0],   # label 2: masked -> 1 (wrong)
+        [0.0, 5.0, 1.0, 9.0],   # label 3: masked to [0, 3] -> 3 (right)
+        [4.0, 5.0, 1.0, 3.0],   # label 0: masked to [0, 3] -> 0 (right); unmasked -> 1
+    ])
+    labels = np.array([1, 2, 3, 0])
+    tasks = [[1, 2], [0, 3]]
+    assert per_task_accuracy_til(logits, labels, tasks) == [0.5, 1.0]
+    assert per_task_accuracy(logits.argmax(1), labels, tasks) == [0.0, 0.5]
+
+
+def test_run_summary_reports_both_scenarios():
+    from clexp.summary import run_summary
+
+    def row(task, cil, til):
+        return {"experiment": "e", "seed": 0, "num_tasks": 2, "task": task, "val_acc": 0.5,
+                "val_loss": 1.0, "probe_acc": 0.9, "population_sparsity": 0.5,
+                "init_per_task_acc": [0.1, 0.1], "ogd_basis_size": 0, "epochs_run": 1,
+                "per_task_acc": cil, "per_task_acc_til": til}
+
+    summary = run_summary([row(2, [0.0, 0.9], [0.8, 1.0]), row(1, [1.0, 0.0], [1.0, 0.5])])
+    assert summary["avg_acc"] == pytest.approx(0.45)
+    assert summary["bwt"] == pytest.approx(-1.0)
+    assert summary["avg_acc_til"] == pytest.approx(0.9)
+    assert summary["bwt_til"] == pytest.approx(-0.2)
+    old = run_summary([{k: v for k, v in row(1, [1.0, 0.0], [1.0, 0.5]).items()
+                        if k != "per_task_acc_til"}])
+    assert np.isnan(old["avg_acc_til"])
+
+
+def test_the_task_incremental_accuracy_table_has_the_til_matrix_only():
+    from clexp.summary import accuracy_table
+
+    rows = [{"task": t, "tasks": [[1, 2], [3, 4]], "per_task_acc": [0.5, 0.0],
+             "per_task_acc_til": [1.0, 0.5 * t], "val_acc": 0.5, "probe_acc": 0.9,
+             "population_sparsity": 0.3} for t in (2, 1)]
+    table = accuracy_table(rows, "per_task_acc_til")
+    assert list(table.columns) == ["after_task", "task1 [1,2]", "task2 [3,4]"]
+    assert table["task2 [3,4]"].tolist() == [0.5, 1.0]
+    assert "val_acc" in accuracy_table(rows).columns

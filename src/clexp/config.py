@@ -4,6 +4,13 @@
 schema (`workflow/schemas/config.schema.yaml`) checks keys and types; `check_config` checks the
 relations between values (a class in two tasks, an unknown experiment in the selection, ...).
 `resolve_experiment` turns one named entry into the complete settings of one run.
+
+An experiment may name another as its `base`: it then starts from that experiment's entry (and
+its base's, recursively) and overrides some keys. Method options (`method`, `ewc_lambda`, ...,
+see `clexp.methods.registry`) enter the resolved settings only where they matter: the options
+of the experiment's method, and for OGD and `reset_optimizer` only when they differ from the
+behaviour that existed before these options. Settings that did not change therefore keep their
+config hash, and their checkpoints stay valid.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from clexp.errors import ConfigError
+from clexp.methods.registry import METHODS, all_options
 
 NUM_CLASSES = 10
 DATASETS = ("mnist", "fashion_mnist")
@@ -110,6 +118,10 @@ def check_config(config: Mapping) -> None:
                 f"selected_experiments: unknown experiment {name!r}; "
                 f"defined experiments are: {', '.join(sorted(experiments))}."
             )
+    defaults = config.get("defaults") or {}
+    if "base" in defaults:
+        raise ConfigError("defaults.base: `base` names another experiment and is only allowed "
+                          "in an experiment's entry; remove it from defaults.")
     for name in experiments:
         run = resolve_experiment(config, name)
         key = f"experiments.{name}"
@@ -136,8 +148,11 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
             f"defined experiments are: {', '.join(sorted(config['experiments']))}."
         )
     run = copy.deepcopy(DEFAULT_OPTIONS)
-    run.update(copy.deepcopy(dict(config["defaults"] or {})))
-    run.update(copy.deepcopy(dict(config["experiments"][name] or {})))
+    defaults = copy.deepcopy(dict(config["defaults"] or {}))
+    entry = experiment_entry(config, name)
+    run.update(defaults)
+    run.update(entry)
+    _resolve_method(run, set(entry), f"experiments.{name}")
     tasks = run.get("tasks") or config["tasks"]
     if run.get("joint"):
         tasks = [[cls for task in tasks for cls in task]]
@@ -145,6 +160,59 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
     run["name"] = name
     run["dataset"] = config["dataset"]
     return dict(sorted(run.items()))
+
+
+def experiment_entry(config: Mapping, name: str, chain: tuple = ()) -> dict:
+    """Experiment `name`'s own keys merged over those of its `base` chain (without `base`)."""
+    experiments = config["experiments"]
+    entry = dict(experiments[name] or {})
+    base = entry.pop("base", None)
+    if base is None:
+        return copy.deepcopy(entry)
+    key = f"experiments.{name}.base"
+    if base not in experiments:
+        raise ConfigError(f"{key}: unknown experiment {base!r}; defined experiments are: "
+                          f"{', '.join(sorted(experiments))}.")
+    if base in chain or base == name:
+        cycle = " -> ".join([*chain, name, base])
+        raise ConfigError(f"{key}: the bases form a cycle ({cycle}); an experiment cannot be "
+                          "its own base.")
+    merged = experiment_entry(config, base, (*chain, name))
+    merged.update(copy.deepcopy(entry))
+    return merged
+
+
+def _resolve_method(run: dict, given: set, key: str) -> None:
+    """Normalise the method keys of `run` in place (see the module docstring).
+
+    `given` holds the keys the experiment itself sets (with its bases): a method option it sets
+    for another method is an error; one set in `defaults` only applies where it fits.
+    """
+    method = run.pop("method", "naive")
+    if method not in METHODS:
+        raise ConfigError(f"{key}.method: unknown method {method!r}; "
+                          f"allowed values: {', '.join(METHODS)}.")
+    if method == "ogd":
+        run["ogd"] = True
+    elif run["ogd"] and method != "naive":
+        raise ConfigError(f"{key}: `ogd: true` and `method: {method}` name two methods; "
+                          "keep one (method: ogd is the same as ogd: true).")
+    chosen = "ogd" if run["ogd"] else method
+    values = {k: run.pop(k) for k in list(run) if k in all_options()}
+    for option in values:
+        if option not in METHODS[chosen].options and option in given:
+            owners = [m for m, spec in METHODS.items() if option in spec.options]
+            raise ConfigError(f"{key}.{option}: an option of method {' / '.join(owners)}, but "
+                              f"this experiment's method is {chosen}; remove it or set "
+                              f"method: {owners[0]}.")
+    for option, default in METHODS[chosen].options.items():
+        value = values.get(option, default)
+        if chosen != "ogd" or value != default:
+            run[option] = value
+    if chosen not in ("naive", "ogd"):
+        run["method"] = chosen
+    if not run.get("reset_optimizer", False):
+        run.pop("reset_optimizer", None)
 
 
 def training_config(run: Mapping) -> dict:

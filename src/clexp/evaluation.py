@@ -4,17 +4,22 @@ Schema of `metrics.json` (accuracies are fractions in [0, 1]; class keys are str
 `experiment`, `seed`, `task` (1-based), `num_tasks`, `tasks`, `classes_seen`,
 `val_acc`, `val_loss` (evaluation images of the seen classes, all ten logits),
 `per_class_acc` (seen classes), `per_task_acc` (one value per task of the run, future tasks
-included), `init_per_task_acc` (the untrained network, for forward transfer),
+included), `per_task_acc_til` (the same with the logits masked to each task's own classes:
+task-incremental evaluation), `init_per_task_acc` (the untrained network, for forward transfer),
 `population_sparsity` (exact zeros in h1 and h2 pooled, evaluation set),
 `sparsity_h1`, `sparsity_h2`, `probe_acc`, `probe_per_class_acc`, `probe_coef_norm`
 (logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
-asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `weight_stats`,
-`bias_stats` (per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a
-hidden layer followed by BatchNorm, else the linear layer's bias; see
-`clexp.analysis.effective_biases`), `bias_source` (per layer: `batchnorm_shift` or
-`linear_bias`) and `saliency_norm` (per seen class, on h2).
+asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `method` (the
+continual-learning method's name) and what the method measured over the task: for OGD
+`ogd_update_alignment_mean`, `ogd_update_alignment_max` (|cos| of the applied update with the
+basis' span over the task's steps; null when the basis was empty) and
+`ogd_update_alignment_steps`, for A-GEM `agem_projected_steps`; `weight_stats`, `bias_stats`
+(per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a hidden layer
+followed by BatchNorm, else the linear layer's bias; see `clexp.analysis.effective_biases`),
+`bias_source` (per layer: `batchnorm_shift` or `linear_bias`) and `saliency_norm` (per seen
+class, on h2).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from clexp.metrics import (
     cross_entropy,
     per_class_accuracy,
     per_task_accuracy,
+    per_task_accuracy_til,
     population_sparsity,
 )
 from clexp.model import build_model
@@ -119,6 +125,7 @@ def evaluate_checkpoint(
         "val_loss": cross_entropy(evaluation["logits"][seen_mask], eval_labels[seen_mask]),
         "per_class_acc": per_class_accuracy(predictions, eval_labels, seen),
         "per_task_acc": per_task_accuracy(predictions, eval_labels, tasks),
+        "per_task_acc_til": per_task_accuracy_til(evaluation["logits"], eval_labels, tasks),
         "init_per_task_acc": list(state["init_per_task_acc"]),
         "population_sparsity": population_sparsity(evaluation["h1"], evaluation["h2"]),
         "sparsity_h1": population_sparsity(evaluation["h1"]),
@@ -135,6 +142,8 @@ def evaluate_checkpoint(
         "stopped_early": state["stopped_early"],
         "ogd_basis_size": int(state["ogd_basis"].shape[0]),
         "config_hash": state["config_hash"],
+        "method": state.get("method", "ogd" if run["ogd"] else "naive"),
+        **(state.get("method_record") or {}),
     }
     parameters = {k: v.numpy() for k, v in state["model"].items()}
     metrics.update(checkpoint_scalars(parameters, eval_labels, evaluation, tasks[:task]))

@@ -3,6 +3,9 @@
 The accuracy matrix R has one row per checkpoint and one column per task of the run:
 R[i, j] is the accuracy on task j's evaluation images after training task i (0-based here;
 files and tables count tasks from 1). Class-incremental: predictions use all ten logits.
+Task-incremental (the task's identity is given at test time): each task's images are predicted
+from the logits of that task's own classes only (`per_task_accuracy_til`); its matrix is built
+and summarised the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes) -> 
 def per_task_accuracy(predictions: np.ndarray, labels: np.ndarray, tasks) -> list[float]:
     """Accuracy on the items of each task's classes, one value per task."""
     return [accuracy(predictions[np.isin(labels, t)], labels[np.isin(labels, t)]) for t in tasks]
+
+
+def per_task_accuracy_til(logits: np.ndarray, labels: np.ndarray, tasks) -> list[float]:
+    """Task-incremental accuracy per task: the argmax over the task's own classes' logits."""
+    result = []
+    for task in tasks:
+        classes = np.asarray(task)
+        items = np.isin(labels, classes)
+        predictions = classes[logits[items][:, classes].argmax(1)]
+        result.append(accuracy(predictions, labels[items]))
+    return result
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:

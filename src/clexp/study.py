@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False}
+# `method` is absent from the settings of plain sequential (and OGD) runs.
+PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False, "method": None}
+
+
+def _variant(settings: dict) -> bool:
+    """A continual-learning method other than OGD, or an OGD/optimizer variant: such runs
+    form their own comparisons and stay out of the intervention sweeps."""
+    return bool(settings.get("method") or settings.get("reset_optimizer")
+                or settings.get("ogd_project", "gradient") != "gradient")
 
 
 def _matches(settings: dict, **wanted) -> bool:
@@ -30,7 +38,8 @@ def _final_means(summary: pd.DataFrame) -> pd.DataFrame:
 def l1_sweep(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
     """Lambda vs final accuracy, sparsity and evaluation loss (means over seeds)."""
     chosen = [e for e, s in settings.items()
-              if _matches(s, joint=True, norm="none", dropout=0.0, ogd=False)]
+              if _matches(s, joint=True, norm="none", dropout=0.0, ogd=False)
+              and not _variant(s)]
     table = _final_means(summary[summary["experiment"].isin(chosen)])
     table.insert(1, "l1_activation", [settings[e]["l1_activation"] for e in table["experiment"]])
     columns = ["experiment", "l1_activation", "final_val_acc", "final_sparsity",
@@ -80,7 +89,7 @@ def eval_loss_groups(settings: dict[str, dict]) -> dict[str, str]:
     """experiment -> 'plain', 'BN' or 'OGD + BN' for the evaluation-loss comparison."""
     groups = {}
     for experiment, s in settings.items():
-        if s["joint"] or s["dropout"] or s["l1_activation"]:
+        if s["joint"] or s["dropout"] or s["l1_activation"] or _variant(s):
             continue
         if s["ogd"] and s["norm"] == "batch":
             groups[experiment] = "OGD + BN"

@@ -2,7 +2,9 @@
 
 `results/summary.csv`: one row per experiment and seed with `experiment`, `seed`, `num_tasks`,
 `final_val_acc`, `final_val_loss`, `final_probe_acc`, `final_sparsity`, `avg_acc`, `bwt`,
-`fwt`, `avg_forgetting`, `final_ogd_basis_size`, `total_epochs`.
+`fwt`, `avg_forgetting`, `final_ogd_basis_size`, `total_epochs`, and the task-incremental
+`avg_acc_til`, `bwt_til` (from the
+`per_task_acc_til` matrix; empty for metrics written before it existed).
 `results/summary_by_experiment.csv`: per experiment, `seeds` (count) and `<metric>_mean`,
 `<metric>_sd` (sample standard deviation; empty with one seed) of each numeric column above.
 """
@@ -22,6 +24,7 @@ from clexp.metrics import (
 SUMMARY_METRICS = [
     "final_val_acc", "final_val_loss", "final_probe_acc", "final_sparsity",
     "avg_acc", "bwt", "fwt", "avg_forgetting", "final_ogd_basis_size", "total_epochs",
+    "avg_acc_til", "bwt_til",
 ]
 
 
@@ -30,6 +33,10 @@ def run_summary(metrics_rows: list[dict]) -> dict:
     rows = sorted(metrics_rows, key=lambda m: m["task"])
     matrix = accuracy_matrix([m["per_task_acc"] for m in rows])
     last = rows[-1]
+    til = None
+    if all(m.get("per_task_acc_til") is not None for m in rows):
+        til = accuracy_matrix([m["per_task_acc_til"] for m in rows])
+    nan = float("nan")
     return {
         "experiment": last["experiment"],
         "seed": last["seed"],
@@ -44,6 +51,8 @@ def run_summary(metrics_rows: list[dict]) -> dict:
         "avg_forgetting": average_forgetting(matrix),
         "final_ogd_basis_size": last["ogd_basis_size"],
         "total_epochs": sum(m["epochs_run"] for m in rows),
+        "avg_acc_til": average_accuracy(til) if til is not None else nan,
+        "bwt_til": backward_transfer(til) if til is not None else nan,
     }
 
 
@@ -66,14 +75,20 @@ def summary_by_experiment(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def accuracy_table(metrics_rows: list[dict]) -> pd.DataFrame:
-    """The accuracy matrix of one run as a table: a row per checkpoint, a column per task."""
+def accuracy_table(metrics_rows: list[dict], key: str = "per_task_acc") -> pd.DataFrame:
+    """The accuracy matrix of one run as a table: a row per checkpoint, a column per task.
+
+    `key` picks the scenario: `per_task_acc` (class-incremental, with `val_acc`, `probe_acc`
+    and `sparsity` columns) or `per_task_acc_til` (the task columns only).
+    """
     rows = sorted(metrics_rows, key=lambda m: m["task"])
     table = pd.DataFrame(
-        [m["per_task_acc"] for m in rows],
+        [m[key] for m in rows],
         columns=[f"task{j + 1} {m}" for j, m in enumerate(_task_names(rows[0]["tasks"]))],
     )
     table.insert(0, "after_task", [m["task"] for m in rows])
+    if key != "per_task_acc":
+        return table  # the columns below are class-incremental measurements
     table["val_acc"] = [m["val_acc"] for m in rows]
     table["probe_acc"] = [m["probe_acc"] for m in rows]
     table["sparsity"] = [m["population_sparsity"] for m in rows]

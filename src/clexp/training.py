@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ from clexp.checkpoint import load_checkpoint, save_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import class_mask, fixed_sample, load_dataset
 from clexp.errors import DivergenceError
+from clexp.methods.base import Method, Naive, TaskContext
+from clexp.methods.registry import build_method, method_name
 from clexp.model import MLP, build_model
-from clexp.ogd import GradientProjector, average_task_gradient, empty_basis, extend_basis
+from clexp.ogd import empty_basis
 
 LOGGER = logging.getLogger("clexp.training")
 
@@ -108,7 +111,8 @@ class Instruments:
       epoch, then after every epoch;
     - relative updates: per batch and weight matrix, ||W_after - W_before|| / ||W_before||,
       with W_before a copy taken before the optimizer step;
-    - gradient sums: the accumulated signed gradient of each weight matrix over the task.
+    - gradient sums: the accumulated signed gradient of each weight matrix over the task, as
+      the optimizer receives it (after the method's gradient transform, e.g. OGD's projection).
 
     The per-batch records use torch's multi-tensor (`_foreach`) operations, the ones the
     optimizers use: one call for all layers instead of one per layer.
@@ -168,33 +172,43 @@ def train_task(
     labels: torch.Tensor,
     run: dict,
     generator: torch.Generator,
-    basis: torch.Tensor | None = None,
+    method: Method | None = None,
     eval_images: torch.Tensor | None = None,
     eval_labels: torch.Tensor | None = None,
     where: str = "",
     task: int = 1,
     instruments: Instruments | None = None,
+    context: TaskContext | None = None,
 ) -> dict:
     """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
 
     A log row holds the columns of `LOG_COLUMNS`: the epoch's mean training loss split into
-    `train_ce` (cross-entropy) and `train_penalty` (the L1 activation penalty), with
-    `train_loss` the loss minimised (their sum), and `val_loss` (cross-entropy) and `val_acc`
-    on `eval_images`.
+    `train_ce` (cross-entropy) and `train_penalty` (the L1 activation penalty plus the method's
+    term: EWC, SI, LwF), with `train_loss` the loss minimised (their sum), and `val_loss`
+    (cross-entropy) and `val_acc` on `eval_images`.
 
     Runs `epochs` epochs, or with `stop_at_train_acc` up to `max_epochs` epochs, stopping after
-    the first epoch whose training accuracy reaches the threshold. With a non-empty OGD `basis`,
-    every batch gradient is projected onto its orthogonal complement before the step. Raises
-    DivergenceError, naming `where`, the epoch and the batch, when the loss is not finite.
-    `instruments`, when given, records the forgetting curve, relative updates and gradients.
+    the first epoch whose training accuracy reaches the threshold. `method` (default: naive)
+    hooks in at its points (see `clexp.methods.base`): the batch, an extra loss term, the
+    gradient before the step, the step after it; its `start_task` is called with `context`
+    first (the caller consolidates with `end_task` afterwards). The logged losses are those
+    minimised (over the joined batch with replay); the training accuracy, which early stopping
+    reads, counts the task's own samples only. Raises DivergenceError, naming `where`, the
+    epoch and the batch, when the loss is not finite. `instruments`, when given, records the
+    forgetting curve, relative updates and gradients.
     """
+    if method is None:
+        method = Naive(run, model, 0)
+    if context is None:
+        context = TaskContext(task=task, tasks=run["tasks"], images=images, labels=labels,
+                              indices=np.arange(len(labels)), train_images=np.zeros((0, 784)),
+                              train_labels=labels.cpu().numpy(), batch_size=run["batch_size"])
+    method.start_task(context)
     threshold = run["stop_at_train_acc"]
     max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
     batch_size = run["batch_size"]
     count = len(labels)
     log, stopped_early, step = [], False, 0
-    projector = (GradientProjector(model, basis)
-                 if basis is not None and basis.shape[0] > 0 else None)
     model.train()
     if instruments is not None:
         instruments.record_curve(step=0, epoch=0, batch=0)
@@ -209,9 +223,12 @@ def train_task(
             index = order[start : start + batch_size]
             if len(index) < 2:
                 continue  # BatchNorm cannot normalise a batch of one
-            x, y = images[index], labels[index]
+            x, y = method.batch(images[index], labels[index])
             logits, (h1, h2) = model(x)
             cross_entropy, penalty = training_loss_terms(logits, h1, h2, y, run["l1_activation"])
+            extra = method.penalty(model, x, y, logits)
+            if extra is not None:
+                penalty = extra if penalty is None else penalty + extra
             loss = cross_entropy if penalty is None else cross_entropy + penalty
             loss_value = loss.item()
             if not math.isfinite(loss_value):
@@ -222,20 +239,21 @@ def train_task(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            method.before_step()
             if instruments is not None:
                 instruments.before_step()
-            if projector is not None:
-                projector()
             optimizer.step()
+            method.after_step()
             step += 1
             if instruments is not None:
                 instruments.after_step(step, epoch, batch)
-            loss_sum += loss.detach() * len(y)
-            cross_entropy_sum += cross_entropy.detach() * len(y)
+            own = len(index)  # the task's samples come first in the batch
+            loss_sum += loss.detach() * own
+            cross_entropy_sum += cross_entropy.detach() * own
             if penalty is not None:
-                penalty_sum += penalty.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+                penalty_sum += penalty.detach() * own
+            correct += (logits.detach()[:own].argmax(1) == y[:own]).sum()
+            seen += own
         train_acc = correct.item() / seen
         val_loss, val_acc = (float("nan"), float("nan"))
         if eval_images is not None:
@@ -252,7 +270,8 @@ def train_task(
             "train_acc": train_acc,
             "val_loss": val_loss,
             "val_acc": val_acc,
-            "ogd_basis_size": 0 if basis is None else int(basis.shape[0]),
+            "ogd_basis_size": 0,
+            **method.log_fields(),
         })
         if threshold is not None and train_acc >= threshold:
             stopped_early = epoch < max_epochs
@@ -313,6 +332,102 @@ def per_task_accuracy_of(model: nn.Module, images, labels, tasks) -> list[float]
     return result
 
 
+@dataclass
+class RunState:
+    """What carries over from one task of a run to the next (all of it is checkpointed)."""
+
+    model: MLP
+    optimizer: torch.optim.Optimizer
+    method: Method
+    generator: torch.Generator
+    init_per_task_acc: list
+    seed: int
+
+
+def new_run(run: dict, seed: int, data: dict, target: torch.device) -> RunState:
+    """The state before task 1: a network initialised with `seed`, a fresh optimizer and
+    method, and the untrained network's accuracy per task (for forward transfer)."""
+    generator = torch.Generator()
+    torch.manual_seed(seed)
+    generator.manual_seed(seed)
+    model = build_model(run).to(target)
+    optimizer = build_optimizer(model, run, 1)
+    method = build_method(run, model, seed)
+    eval_all = split_tensors(data, "eval", slice(None), target)
+    init_per_task_acc = per_task_accuracy_of(model, *eval_all, run["tasks"])
+    return RunState(model, optimizer, method, generator, list(init_per_task_acc), seed)
+
+
+def resume_run(run: dict, seed: int, task: int, state: dict, target: torch.device) -> RunState:
+    """The state a checkpoint holds, for training task `task`, with the global random-number
+    generators restored (`restore_random_state`)."""
+    model = build_model(run).to(target)
+    model.load_state_dict(state["model"])
+    optimizer = build_optimizer(model, run, state["task"] + 1)
+    optimizer.load_state_dict(state["optimizer"])
+    method = build_method(run, model, seed)
+    if "method_state" in state:
+        method.load_state_dict(state["method_state"])
+    elif method_name(run) == "ogd":  # a checkpoint written before methods had their own state
+        method.basis = state["ogd_basis"].to(target)
+    generator = torch.Generator()
+    restore_random_state(state, target, seed, task)
+    generator.set_state(state["shuffle_rng"])
+    return RunState(model, optimizer, method, generator, list(state["init_per_task_acc"]), seed)
+
+
+def train_run_task(
+    state: RunState,
+    run: dict,
+    task: int,
+    data: dict,
+    target: torch.device,
+    where: str = "",
+    curve_images_per_task: int = 200,
+    curve_stride: int = 1,
+    instruments: bool = True,
+) -> tuple[dict, Instruments | None]:
+    """Train task `task` (1-based) of `run` from `state`, then let the method consolidate.
+
+    The optimizer gets the task's learning rate; with `reset_optimizer` it starts the task
+    with a fresh state (tasks > 1). Returns `train_task`'s result and the instruments (None
+    with `instruments` false).
+    """
+    tasks = run["tasks"]
+    if task > 1 and run.get("reset_optimizer", False):
+        state.optimizer = build_optimizer(state.model, run, task)
+    for group in state.optimizer.param_groups:
+        group["lr"] = task_learning_rate(run, task)
+
+    train_mask = class_mask(data["train_labels"], tasks[task - 1])
+    images, labels = split_tensors(data, "train", train_mask, target)
+    eval_mask = class_mask(data["eval_labels"], seen_classes(tasks, task))
+    eval_images, eval_labels = split_tensors(data, "eval", eval_mask, target)
+    recorder = None
+    if instruments:
+        curve_sets = curve_evaluation_sets(data, tasks, task, curve_images_per_task,
+                                           state.seed, target)
+        recorder = Instruments(state.model, curve_sets, curve_stride)
+    context = TaskContext(
+        task=task, tasks=tasks, images=images, labels=labels,
+        indices=np.flatnonzero(train_mask), train_images=data["train_images"],
+        train_labels=data["train_labels"], batch_size=run["batch_size"],
+    )
+    LOGGER.info(
+        "%s task %d: training on %d images of classes %s, lr %g, method %s",
+        where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
+        state.method.name,
+    )
+    result = train_task(
+        state.model, state.optimizer, images, labels, run, state.generator,
+        method=state.method, eval_images=eval_images, eval_labels=eval_labels, where=where,
+        task=task, instruments=recorder, context=context,
+    )
+    result["method_record"] = state.method.task_record()
+    state.method.end_task(context)
+    return result, recorder
+
+
 def run_training_task(
     run: dict,
     seed: int,
@@ -332,11 +447,12 @@ def run_training_task(
     matrix) and `gradient_sums` (weight-matrix name -> accumulated gradient, numpy).
 
     Task 1 starts from a network initialised with `seed`; task t > 1 resumes model, optimizer,
-    OGD basis and random-number generators (CPU, and CUDA's on a GPU) from
-    `previous_checkpoint`. The forgetting curve evaluates `curve_images_per_task`
-    class-balanced images of each task, drawn with `seed`, the same for the whole run. With
-    `instruments` false the per-batch records are not taken (the three records come back
-    empty); they only read the model, so the checkpoint is the same either way.
+    method state (OGD basis, Fisher, buffer, ...) and random-number generators (CPU, and
+    CUDA's on a GPU) from `previous_checkpoint`. The forgetting curve evaluates
+    `curve_images_per_task` class-balanced images of each task, drawn with `seed`, the same for
+    the whole run. With `instruments` false the per-batch records are not taken (the three
+    records come back empty); they only read the model, so the checkpoint is the same either
+    way.
     """
     settings = training_config(run)
     identity = config_hash(settings)
@@ -348,80 +464,45 @@ def run_training_task(
     # updates (~1e-34) are far below a weight's float32 resolution.
     torch.set_flush_denormal(True)
     data = load_dataset(data_path)
-    tasks = run["tasks"]
 
-    generator = torch.Generator()
     if task == 1:
-        torch.manual_seed(seed)
-        generator.manual_seed(seed)
-        model = build_model(run).to(target)
-        optimizer = build_optimizer(model, run, task)
-        basis = empty_basis(model).to(target)
-        eval_all = split_tensors(data, "eval", slice(None), target)
-        init_per_task_acc = per_task_accuracy_of(model, *eval_all, tasks)
-        del eval_all
+        state = new_run(settings, seed, data, target)
     else:
-        state = load_checkpoint(
-            previous_checkpoint, run["name"], seed, task - 1, identity
-        )
-        model = build_model(run).to(target)
-        model.load_state_dict(state["model"])
-        optimizer = build_optimizer(model, run, task)
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = task_learning_rate(run, task)
-        basis = state["ogd_basis"].to(target)
-        restore_random_state(state, target, seed, task)
-        generator.set_state(state["shuffle_rng"])
-        init_per_task_acc = state["init_per_task_acc"]
-
-    train_mask = class_mask(data["train_labels"], tasks[task - 1])
-    images, labels = split_tensors(data, "train", train_mask, target)
-    eval_mask = class_mask(data["eval_labels"], seen_classes(tasks, task))
-    eval_images, eval_labels = split_tensors(data, "eval", eval_mask, target)
-    recorder = None
-    if instruments:
-        curve_sets = curve_evaluation_sets(data, tasks, task, curve_images_per_task, seed,
-                                           target)
-        recorder = Instruments(model, curve_sets, curve_stride)
-    LOGGER.info(
-        "%s task %d: training on %d images of classes %s, lr %g",
-        where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
-    )
-    result = train_task(
-        model, optimizer, images, labels, settings, generator,
-        basis=basis if settings["ogd"] else None,
-        eval_images=eval_images, eval_labels=eval_labels, where=where, task=task,
-        instruments=recorder,
-    )
-    if settings["ogd"]:
-        direction = average_task_gradient(model, images, labels, settings["batch_size"])
-        basis = extend_basis(basis, direction)
-
+        state = resume_run(settings, seed, task, load_checkpoint(
+            previous_checkpoint, run["name"], seed, task - 1, identity), target)
+    result, recorder = train_run_task(state, settings, task, data, target, where,
+                                      curve_images_per_task, curve_stride, instruments)
     LOGGER.info("%s task %d: %d epoch(s) run, saving the checkpoint", where, task,
                 result["epochs_run"])
-    save_checkpoint(
-        {
-            "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "ogd_basis": basis.cpu(),
-            **random_state(target),
-            "shuffle_rng": generator.get_state(),
-            "run": settings,
-            "config_hash": identity,
-            "experiment": run["name"],
-            "seed": seed,
-            "task": task,
-            "epochs_run": result["epochs_run"],
-            "stopped_early": result["stopped_early"],
-            "init_per_task_acc": list(init_per_task_acc),
-        },
-        checkpoint_path,
-    )
+    save_checkpoint(checkpoint_of(state, settings, seed, task, result), checkpoint_path)
     return {
         "log": result["log"],
         "forgetting_curve": recorder.curve if recorder else [],
         "relative_updates": recorder.updates if recorder else [],
         "gradient_sums": ({k: v.cpu().numpy() for k, v in recorder.gradient_sums.items()}
                           if recorder else {}),
+    }
+
+
+def checkpoint_of(state: RunState, settings: dict, seed: int, task: int, result: dict) -> dict:
+    """The checkpoint dict after task `task` (see `clexp.checkpoint` for the keys)."""
+    method = state.method
+    basis = method.basis.cpu() if method.name == "ogd" else empty_basis(state.model)
+    return {
+        "model": {k: v.cpu() for k, v in state.model.state_dict().items()},
+        "optimizer": state.optimizer.state_dict(),
+        "ogd_basis": basis,
+        "method": method.name,
+        "method_state": method.state_dict(),
+        "method_record": result["method_record"],
+        **random_state(next(state.model.parameters()).device),
+        "shuffle_rng": state.generator.get_state(),
+        "run": settings,
+        "config_hash": config_hash(settings),
+        "experiment": settings["name"],
+        "seed": seed,
+        "task": task,
+        "epochs_run": result["epochs_run"],
+        "stopped_early": result["stopped_early"],
+        "init_per_task_acc": list(state.init_per_task_acc),
     }

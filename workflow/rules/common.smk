@@ -79,6 +79,7 @@ CHECKPOINT_FIGURES = {
     )
 }
 ACCURACY_MATRIX = "results/{experiment}/seed{seed}/accuracy_matrix.csv"
+ACCURACY_MATRIX_TIL = "results/{experiment}/seed{seed}/accuracy_matrix_til.csv"
 LEARNING_CURVES = "results/{experiment}/seed{seed}/learning_curves.csv"
 PROBE_TABLE = "results/{experiment}/seed{seed}/probe_table.csv"
 RUN_CURVES = "results/{experiment}/seed{seed}/run_curves.csv"
@@ -133,11 +134,14 @@ _heal_dataset()
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = [
     "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
+    "methods/__init__.py", "methods/registry.py",
 ]
-_TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py"]
+_METHODS = [f"methods/{m}.py" for m in ("base", "ogd", "ewc", "si", "lwf", "buffer", "er", "agem")]
+# training.py imports every method (the registry builds any of them)
+_TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py", "ogd.py", *_METHODS]
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
-    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["ogd.py"]],
+    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
         for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py"]

@@ -32,6 +32,7 @@ rule plot_checkpoint:
 rule plot_run:
     output:
         accuracy_matrix=ACCURACY_MATRIX,
+        accuracy_matrix_til=ACCURACY_MATRIX_TIL,
         learning_curves=LEARNING_CURVES,
         probe_table=PROBE_TABLE,
         run_curves=RUN_CURVES,

@@ -18,6 +18,8 @@ metrics = [read_json(path) for path in snakemake.input.metrics]
 matrix = accuracy_table(metrics)
 write_csv(matrix, out.accuracy_matrix)
 figures.plot_accuracy_matrix(matrix, f"Accuracy matrix: {run}", out.accuracy_matrix_figure)
+# task-incremental: logits masked to each task's own classes
+write_csv(accuracy_table(metrics, "per_task_acc_til"), out.accuracy_matrix_til)
 log = pd.concat([pd.read_csv(path) for path in snakemake.input.train_logs], ignore_index=True)
 write_csv(
     figures.plot_learning_curves(log, f"Learning curves: {run}", out.learning_curves_figure),

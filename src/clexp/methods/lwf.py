@@ -1,0 +1,70 @@
+"""Learning without Forgetting (Li & Hoiem 2016), single-head (class-incremental) form.
+
+At the end of each task the model is snapshotted. While training a later task, the loss gets
+alpha * KL(softmax(z_prev / T) || softmax(z / T)) over the old classes' logits only (classes of
+the earlier tasks), z_prev the snapshot's logits on the same batch (evaluation mode: no
+dropout, BatchNorm with running statistics). The KL divergence is the paper's modified
+cross-entropy minus the targets' entropy, which does not depend on the model: the same
+gradient, and zero when the model equals its snapshot. Defaults T = 2 and alpha (the paper's
+lambda_o) = 1, as in the paper.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from clexp.methods.base import Method, TaskContext
+
+
+def distillation(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float):
+    """Mean over the batch of KL(softmax(target/T) || softmax(logits/T))."""
+    target = torch.log_softmax(target_logits / temperature, dim=1)
+    current = torch.log_softmax(logits / temperature, dim=1)
+    return (target.exp() * (target - current)).sum(dim=1).mean()
+
+
+class LwF(Method):
+    """Distillation on the previous model's old-class outputs."""
+
+    name = "lwf"
+
+    def __init__(self, run, model, seed):
+        super().__init__(run, model, seed)
+        self.alpha = float(self.option("lwf_alpha"))
+        self.temperature = float(self.option("lwf_temperature"))
+        self.previous: nn.Module | None = None
+        self.old_classes: list[int] = []
+
+    def start_task(self, context: TaskContext) -> None:
+        self.old_classes = context.old_classes()
+
+    def penalty(self, model, x, y, logits):
+        if self.previous is None or not self.old_classes:
+            return None
+        with torch.no_grad():
+            target = self.previous(x)[0][:, self.old_classes]
+        return self.alpha * distillation(logits[:, self.old_classes], target, self.temperature)
+
+    def end_task(self, context: TaskContext) -> None:
+        self._snapshot({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def _snapshot(self, state: dict) -> None:
+        self.previous = copy.deepcopy(self.model)
+        self.previous.load_state_dict(state)
+        self.previous.eval()
+        for p in self.previous.parameters():
+            p.requires_grad_(False)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.previous is not None:
+            state["previous_model"] = {k: v.cpu() for k, v in self.previous.state_dict().items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "previous_model" in state:
+            self._snapshot(state["previous_model"])
