@@ -111,3 +111,63 @@ def test_snakemake_report_collects_every_annotated_figure(tiny_run, tmp_path):
     for text in ("Comparisons", "Checkpoints", "Runs", "normalisation", "experiment",
                  "seed", "task", "figure"):
         assert text in index, text
+
+
+def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path):
+    """The default config with the methods and three seeds (~40 experiments, 166
+    checkpoints), drawn from the tiny run's real figures: the page stays under 20 MB and
+    embeds every figure it lists."""
+    import shutil as files_shutil
+
+    import yaml
+
+    from clexp.comparisons import comparison_groups, section_figures
+    from clexp.report import MAX_REPORT_BYTES, StudyFiles, build_report
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    experiments = list(config["experiments"]) + [
+        "seq_wd001", "ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn", "mine1", "mine2"]
+    tasks = {e: 1 if e.startswith("joint") else 5 for e in experiments}
+    results = tiny_run / "results"
+    comparisons = comparison_groups(experiments)
+    figures = {s: section_figures(s) for s in comparisons}
+    drawn = tmp_path / "comparisons"
+    for section, names in figures.items():
+        (drawn / section).mkdir(parents=True)
+        for name in names:
+            source = next(results.glob(f"study/comparisons/*/{name}.png"),
+                          results / "study/comparisons/normalisation/accuracy.png")
+            files_shutil.copy(source, drawn / section / f"{name}.png")
+    seq = str(results / "seq/seed0")
+    paths = {
+        "summary": str(results / "summary.csv"),
+        "by_experiment": str(results / "summary_by_experiment.csv"),
+        "accuracy_matrix": f"{seq}/accuracy_matrix.csv",
+        "probe_table": f"{seq}/probe_table.csv",
+        "run_figures": {"learning_curves": f"{seq}/learning_curves.png"},
+        "task_figures": {n: f"{seq}/{n}.png" for n in (
+            "accuracy_matrix", "probe_progress", "sparsity", "eval_loss", "bias_stats")},
+        "checkpoint_figures": {n: f"{seq}/task{{task}}/figures/{n}.png" for n in (
+            "forgetting_curve", "relative_updates", "gradient_maps", "probability_profile",
+            "latent_map", "hidden_features", "weight_histograms")},
+        "study_tables": {n: str(results / f"study/{n}.csv") for n in (
+            "l1_sweep", "weight_decay_sweep", "eval_loss_comparison", "forward_transfer",
+            "representation")},
+        "study_figures": {n: str(results / f"study/{n}.png") for n in (
+            "l1_sweep", "weight_decay_sweep", "eval_loss_comparison")},
+        "checkpoints": str(results / "study/checkpoints.csv"),
+        "findings": str(results / "study/findings.csv"),
+        "comparison_figure": str(drawn / "{section}/{figure}.png"),
+        "report": str(results / "report.html"),
+    }
+    files = StudyFiles(experiments=experiments, seeds=[0, 1, 2], tasks=tasks, paths=paths,
+                       comparisons=comparisons, comparison_figures=figures)
+    page = build_report(files)
+    detail = files.detail_count()
+    assert detail == 40 + 5 * 34 + 7 * (6 + 34 * 5)
+    assert page.count("data:image/webp;base64,") == detail
+    shown = page.count("data:image/png;base64,")
+    assert shown >= 6 * len(comparisons)
+    assert len(page.encode()) <= MAX_REPORT_BYTES
