@@ -84,7 +84,8 @@ CLAIMS: list[Claim] = [
     Claim("seq_forgets", "Bounds",
           "Sequential plain training forgets almost completely: after the last task it "
           "predicts only the last task's digits",
-          {"old": Q("seq", "old_acc"), "last_task": Q("seq", "acc_task_last")},
+          {"old": Q("seq", "old_acc"), "last_task": Q("seq", "acc_task_last"),
+           "all": Q("seq", "val_acc")},
           "old < 0.05 and last_task > 0.9", "bounds/retention"),
     Claim("joint_upper_bound", "Bounds",
           "Joint training is the upper bound: far above sequential training",
@@ -118,7 +119,7 @@ CLAIMS: list[Claim] = [
         "Dropout does not prevent forgetting ({e})",
         lambda e: {"old": Q(e, "old_acc")}, "old < 0.2", "dropout/old_tasks"),
     *_one_run_claims(
-        "Weight decay", "wd_no_help", ["seq_wd01", "seq_wd1", "seq_wd5"],
+        "Weight decay", "wd_no_help", ["seq_wd001", "seq_wd01", "seq_wd1", "seq_wd5"],
         "Weight decay does not prevent forgetting ({e})",
         lambda e: {"old": Q(e, "old_acc")}, "old < 0.2", "weight_decay/old_tasks"),
     Claim("l1_no_help", "Sparsity", "An L1 penalty does not prevent forgetting (seq_l1_1)",

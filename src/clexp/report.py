@@ -52,6 +52,7 @@ class ImageEncoder:
     def __init__(self, main: list, detail_count: int, max_bytes: int = MAX_REPORT_BYTES,
                  reserve: int = 1_000_000):
         self.cache: dict[str, str] = {}
+        self.steps: dict[tuple[float, int], int] = {}  # (scale, quality) -> figures encoded
         used = sum(_base64_size(len(self._encode_main(path))) for path in main)
         left = max_bytes - reserve - used
         self.detail_budget = left * 3 // 4 // max(detail_count, 1)
@@ -85,6 +86,7 @@ class ImageEncoder:
             data = buffer.getvalue()
             if len(data) <= self.detail_budget:
                 break
+        self.steps[(scale, quality)] = self.steps.get((scale, quality), 0) + 1
         return "data:image/webp;base64," + base64.b64encode(data).decode()
 
     def uri(self, path, detail: bool) -> str:
@@ -560,10 +562,22 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES) -> str:
     page = "".join(content for _, content in sections)
     present = set(re.findall(r'<figure id="([^"]+)"', page))
     findings = pd.read_csv(files.paths["findings"])
+    steps = ", ".join(f"{count} at {scale:.0%} size, quality {quality}"
+                      for (scale, quality), count in sorted(encoder.steps.items(), reverse=True))
+    others = (f" Figures of seed {files.seeds[0]} are embedded; those of seeds "
+              f"{', '.join(map(str, files.seeds[1:]))} are linked (their files), and the "
+              "comparisons show every seed." if len(files.seeds) > 1 else "")
+    encoding_note = (
+        "<p>Embedded figures: comparisons and sweeps as PNG at full size; per-run and "
+        f"per-checkpoint figures as WebP ({steps}) to keep the page under "
+        f"{max_bytes / 1e6:.0f} MB; the full-size PNGs are in <code>results/</code>.{others}"
+        "</p>")
+    sections = [(name, content + encoding_note if name == "Summary" else content)
+                for name, content in sections]
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "
              "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Each finding is "
-             "a rule over the numbers (<code>clexp.findings</code>); details are folded.</p>"
-             + findings_html(findings, files, present))
+             "a rule over the numbers (<code>clexp.findings</code>); details are folded."
+             f"{others}</p>" + findings_html(findings, files, present))
     return render_report("clexp: catastrophic forgetting on Split-MNIST", sections, intro)
 
 
