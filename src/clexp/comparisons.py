@@ -55,7 +55,7 @@ COMPARISON_FIGURES = {
     "probe_unseen": ("probe_unseen_acc", "probe accuracy on the not-yet-trained digits"),
     "acc_til": ("acc_til", "task-incremental accuracy on the seen tasks"),
 }
-COMMON_FIGURES = ["accuracy", "retention", "old_tasks", "probe", "sparsity", "matrices"]
+COMMON_FIGURES = ["accuracy", "old_tasks", "retention", "probe", "sparsity", "matrices"]
 EXTRA_FIGURES = {
     "normalisation": ["bias_mean", "bias_median"],
     "sparsity": ["val_loss"],

@@ -21,12 +21,15 @@ th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; }
 nav li { margin: 0.2em 0; }
-table.findings { font-size: 0.8em; } table.findings td { text-align: left; vertical-align: top; }
+table { display: block; overflow-x: auto; max-width: 100%; }
+table.findings { font-size: 0.8em; }
+table.findings td, table.findings th { text-align: left; vertical-align: top; }
 table.findings td.ev { color: #444; max-width: 28em; }
 tr.holds td.verdict { background: #d7f0d2; font-weight: bold; }
 tr.fails td.verdict { background: #f6d0cc; font-weight: bold; }
 tr.notrun td.verdict { color: #777; }
 .comparisons figure { display: inline-block; width: 49%; vertical-align: top; margin: 0.3em 0; }
+.comparisons figure.wide { width: 100%; }
 details { margin: 0.3em 0; } summary { cursor: pointer; }
 """
 
@@ -112,9 +115,9 @@ def embed_image(path: str | Path, alt: str, encoder: ImageEncoder | None = None,
 
 
 def figure_html(path: str | Path, caption: str, encoder: ImageEncoder | None = None,
-                detail: bool = False, anchor: str = "") -> str:
+                detail: bool = False, anchor: str = "", wide: bool = False) -> str:
     """A captioned, embedded figure (with an id when `anchor` is given)."""
-    ident = f' id="{anchor}"' if anchor else ""
+    ident = (f' id="{anchor}"' if anchor else "") + (' class="wide"' if wide else "")
     return (f"<figure{ident}>{embed_image(path, caption, encoder, detail)}"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -477,7 +480,8 @@ def comparisons_html(files: StudyFiles, section: str, encoder: ImageEncoder) -> 
     for name in files.comparison_figures.get(section, []):
         parts.append(figure_html(files.comparison(section, name),
                                  COMPARISON_CAPTIONS[name], encoder,
-                                 anchor=comparison_anchor(section, name)))
+                                 anchor=comparison_anchor(section, name),
+                                 wide=name in ("retention", "matrices")))
     return '<div class="comparisons">' + "".join(parts) + "</div>"
 
 
@@ -506,7 +510,8 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES) -> str:
         parts = [comparisons_html(files, COMPARISON_SECTION[name], encoder)]
         if protocol is not None and members:
             rows = protocol[protocol["experiment"].isin(["(defaults)", *members])]
-            rows = rows.loc[:, (rows != "").any(axis=0)]
+            differ = (rows[rows["experiment"] != "(defaults)"] != "").any(axis=0)
+            rows = rows.loc[:, differ | (rows.columns == "experiment")]
             parts.append("<p>How these runs differ from the defaults:</p>" + table_html(rows))
         parts.append(one_task_html(by_experiment, members, files.tasks))
         section_html[name] = parts
