@@ -54,3 +54,29 @@ def test_loop_benchmark_reports_every_loop_and_the_ratios(tmp_path):
         result["clexp"] / result["dataloader_tensors"])
     assert "dataloader" not in result  # the torchvision loop needs the raw dataset
     assert result["images_per_run"] == 200  # classes 1 and 2, 100 images each, one epoch
+
+
+def test_report_benchmark_counts_the_page_and_times_its_load(tmp_path):
+    import base64
+    import shutil
+
+    import pytest
+
+    from clexp.bench import bench_report
+
+    if not shutil.which("chromium"):
+        pytest.skip("Chromium is not installed")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=(2, 1))
+    figure.savefig(tmp_path / "f.png")
+    data = base64.b64encode((tmp_path / "f.png").read_bytes()).decode()
+    page = tmp_path / "page.html"
+    page.write_text(f'<html><body><img src="data:image/png;base64,{data}"></body></html>')
+    result = bench_report(page, repeats=1)
+    assert result["bytes"] == page.stat().st_size
+    assert result["images"] == result["png_images"] == 1
+    assert result["load_event_s"] is not None and result["load_event_s"] > 0

@@ -136,6 +136,26 @@ def test_run_figures_and_their_data(tiny_run):
     for name in ("accuracy_matrix", "learning_curves", "probe_progress", "sparsity",
                  "eval_loss", "bias_stats"):
         png_shape(run / f"{name}.png")
+    # a one-task run gets no figure over its tasks (each would be a single point)
+    joint = tiny_run / "results/joint/seed0"
+    assert (joint / "learning_curves.png").exists()
+    for name in ("accuracy_matrix", "probe_progress", "sparsity", "eval_loss", "bias_stats"):
+        assert not (joint / f"{name}.png").exists(), name
+
+
+def test_checkpoint_table_and_findings_of_the_tiny_run(tiny_run):
+    study = tiny_run / "results/study"
+    table = pd.read_csv(study / "checkpoints.csv")
+    assert len(table) == 1 + 5 + 5
+    seq = table[table["experiment"] == "seq"].set_index("task")
+    last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
+    assert seq.loc[5, "acc_task1"] == pytest.approx(last["per_task_acc"][0])
+    assert seq.loc[5, "old_acc"] == pytest.approx(np.mean(last["per_task_acc"][:4]))
+    found = pd.read_csv(study / "findings.csv").set_index("key")
+    assert set(found["verdict"]) <= {"holds", "does not hold", "not run"}
+    for key in ("seq_forgets", "bn_keeps_representation", "plain_units_die"):
+        assert found.loc[key, "verdict"] != "not run"
+    assert found.loc["ogd_improves_probe", "verdict"] == "not run"
 
 
 def test_study_tables(tiny_run):
@@ -169,6 +189,7 @@ def test_figure_and_report_jobs_never_import_torch(tiny_run):
     code = (
         "import sys; sys.path.insert(0, 'src');"
         "import clexp.figures, clexp.report, clexp.summary, clexp.study, clexp.files,"
+        " clexp.comparisons, clexp.findings,"
         " clexp.threads, clexp.joblog, clexp.analysis, clexp.metrics;"
         "from clexp.threads import limit_threads; limit_threads(1, torch_too=False);"
         "print('torch' in sys.modules)"
@@ -176,6 +197,7 @@ def test_figure_and_report_jobs_never_import_torch(tiny_run):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "False"
-    for script in ("plot_checkpoint", "plot_run", "plot_study", "summarize", "report"):
+    for script in ("plot_checkpoint", "plot_run", "plot_run_tasks", "plot_study", "summarize",
+                   "report", "checkpoint_table", "plot_comparisons", "findings"):
         text = (REPO / "workflow/scripts" / f"{script}.py").read_text()
         assert "import torch" not in text and "clexp.training" not in text

@@ -12,15 +12,32 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ("Bounds", "Normalisation", "Representation strength", "Summary")
+SECTIONS = ("Findings", "Protocol", "Bounds", "Normalisation", "Representation strength",
+            "Forward transfer", "Summary")
+# Runs in the page once it has loaded: image decoding, headings, the findings table's place on
+# the first screen (1400x900) and where each finding's figure link points.
 CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
   const images = Array.from(document.images);
   const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).length;
   const headings = Array.from(document.querySelectorAll("h2")).map(h => h.textContent);
-  document.body.setAttribute("data-check", JSON.stringify({images: images.length, broken,
-                                                           headings}));
+  document.querySelectorAll("details").forEach(d => { d.open = false; });
+  window.scrollTo(0, 0);
+  const table = document.getElementById("findings-table");
+  const rows = table ? Array.from(table.querySelectorAll("tr")).slice(1) : [];
+  const firstVerdict = table ? table.querySelector("td.verdict") : null;
+  const links = rows.map(r => {
+    const a = r.querySelector("a");
+    const target = a ? document.getElementById(a.getAttribute("href").slice(1)) : null;
+    return {verdict: r.querySelector("td.verdict").textContent, linked: !!a,
+            target: target ? target.tagName : null,
+            image: target ? !!target.querySelector("img") : false};
+  });
+  document.body.setAttribute("data-check", JSON.stringify({
+    images: images.length, broken, headings, rows: rows.length, links,
+    verdictTop: firstVerdict ? firstVerdict.getBoundingClientRect().bottom : null}));
 });
 </script>
 """
@@ -50,7 +67,7 @@ def test_report_renders_with_every_section_and_no_broken_image(tiny_run, tmp_pat
     checked = tmp_path / "report-checked.html"
     checked.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"))
     result = run_chromium(browser, tmp_path / "profile", "--virtual-time-budget=30000",
-                          "--dump-dom", checked.as_uri())
+                          "--window-size=1400,900", "--dump-dom", checked.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r'data-check="([^"]*)"', result.stdout)
     assert found, "the check script did not run"
@@ -59,6 +76,13 @@ def test_report_renders_with_every_section_and_no_broken_image(tiny_run, tmp_pat
     assert check["broken"] == 0
     for section in SECTIONS:
         assert section in check["headings"]
+    assert check["headings"][0] == "Findings"
+    # the findings with their verdicts are on the first screen
+    assert check["rows"] >= 5 and check["verdictTop"] is not None
+    assert check["verdictTop"] < 900
+    for link in check["links"]:
+        assert link["verdict"] in ("holds", "does not hold")
+        assert link["linked"] and link["target"] == "FIGURE" and link["image"], link
 
     screenshot = tmp_path / "report.png"
     result = run_chromium(browser, tmp_path / "profile2", "--window-size=1280,3000",
@@ -76,6 +100,77 @@ def test_snakemake_report_collects_every_annotated_figure(tiny_run, tmp_path):
     result = snakemake(tiny_run, "--report", str(archive))
     assert result.returncode == 0, result.stdout + result.stderr
     with zipfile.ZipFile(archive) as bundle:
-        figures = [n for n in bundle.namelist() if n.endswith(".png")]
-    runs, checkpoints, study = 3, 11, 3
-    assert len(figures) >= 6 * runs + 7 * checkpoints + study
+        names = bundle.namelist()
+        figures = [n for n in names if n.endswith(".png")]
+        index = "".join(bundle.read(n).decode(errors="replace") for n in names
+                        if n.endswith((".html", ".js")))
+    runs, multi_task_runs, checkpoints, study, comparisons = 3, 2, 11, 3, 27
+    assert len(figures) >= (runs + 5 * multi_task_runs + 7 * checkpoints + study
+                            + comparisons)
+    # the report's filters: categories and labels
+    for text in ("Comparisons", "Checkpoints", "Runs", "normalisation", "experiment",
+                 "seed", "task", "figure"):
+        assert text in index, text
+
+
+def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path):
+    """The default config with the methods and three seeds (~40 experiments, 166
+    checkpoints), drawn from the tiny run's real figures: the page stays under 20 MB and
+    embeds every figure it lists."""
+    import shutil as files_shutil
+
+    import yaml
+
+    from clexp.comparisons import comparison_groups, section_figures
+    from clexp.report import MAX_REPORT_BYTES, StudyFiles, build_report
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    experiments = list(dict.fromkeys(list(config["experiments"]) + [
+        "seq_wd001", "ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn", "mine1", "mine2"]))
+    tasks = {e: 1 if e.startswith("joint") else 5 for e in experiments}
+    results = tiny_run / "results"
+    comparisons = comparison_groups(experiments)
+    figures = {s: section_figures(s) for s in comparisons}
+    drawn = tmp_path / "comparisons"
+    for section, names in figures.items():
+        (drawn / section).mkdir(parents=True)
+        for name in names:
+            source = next(results.glob(f"study/comparisons/*/{name}.png"),
+                          results / "study/comparisons/normalisation/accuracy.png")
+            files_shutil.copy(source, drawn / section / f"{name}.png")
+    seq = str(results / "seq/seed0")
+    paths = {
+        "summary": str(results / "summary.csv"),
+        "by_experiment": str(results / "summary_by_experiment.csv"),
+        "accuracy_matrix": f"{seq}/accuracy_matrix.csv",
+        "probe_table": f"{seq}/probe_table.csv",
+        "run_figures": {"learning_curves": f"{seq}/learning_curves.png"},
+        "task_figures": {n: f"{seq}/{n}.png" for n in (
+            "accuracy_matrix", "probe_progress", "sparsity", "eval_loss", "bias_stats")},
+        "checkpoint_figures": {n: f"{seq}/task{{task}}/figures/{n}.png" for n in (
+            "forgetting_curve", "relative_updates", "gradient_maps", "probability_profile",
+            "latent_map", "hidden_features", "weight_histograms")},
+        "study_tables": {n: str(results / f"study/{n}.csv") for n in (
+            "l1_sweep", "weight_decay_sweep", "eval_loss_comparison", "forward_transfer",
+            "representation")},
+        "study_figures": {n: str(results / f"study/{n}.png") for n in (
+            "l1_sweep", "weight_decay_sweep", "eval_loss_comparison")},
+        "checkpoints": str(results / "study/checkpoints.csv"),
+        "findings": str(results / "study/findings.csv"),
+        "comparison_figure": str(drawn / "{section}/{figure}.png"),
+        "report": str(results / "report.html"),
+    }
+    files = StudyFiles(experiments=experiments, seeds=[0, 1, 2], tasks=tasks, paths=paths,
+                       comparisons=comparisons, comparison_figures=figures)
+    page = build_report(files)
+    detail = files.detail_count()
+    single = sum(1 for e in experiments if tasks[e] == 1)
+    multi = len(experiments) - single
+    assert len(experiments) >= 40 and detail == len(experiments) + 5 * multi + 7 * (
+        single + 5 * multi)
+    assert page.count("data:image/webp;base64,") == detail
+    shown = page.count("data:image/png;base64,")
+    assert shown >= 6 * len(comparisons)
+    assert len(page.encode()) <= MAX_REPORT_BYTES

@@ -73,11 +73,17 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
     assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
     page = (tiny_run / "results/report.html").read_text()
-    runs, checkpoints = 3, 1 + 5 + 5
+    runs, multi_task_runs, checkpoints = 3, 2, 1 + 5 + 5
     # L1 sweep (joint) and eval-loss comparison; no weight-decay sweep: seq trains fixed
     # epochs, not the sweep's early-stopping protocol, and an empty table is not shown
     study_figures = 2
-    assert page.count("data:image/png;base64,") == 6 * runs + 7 * checkpoints + study_figures
+    # bounds 6, normalisation 6 + 2 bias, representation 6, forward transfer 6 + 1 probe
+    comparison_figures = 27
+    # details (learning curves per run, five per-task figures per multi-task run, seven
+    # per checkpoint) are WebP; comparison and study figures PNG
+    assert page.count("data:image/webp;base64,") == runs + 5 * multi_task_runs + 7 * checkpoints
+    assert page.count("data:image/png;base64,") == comparison_figures + study_figures
+    assert len(list((tiny_run / "results/study/comparisons").rglob("*.png"))) == 27
     for heading in ("Bounds", "Normalisation", "Representation strength", "Summary"):
         assert f"<h2>{heading}</h2>" in page
 

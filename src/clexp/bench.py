@@ -3,12 +3,14 @@
 - `loop`: clexp's train loop (batches sliced from tensors held in memory) against the
   common reference loop (a DataLoader over a map-style dataset, batch 64), same model, data,
   epochs and seed, side by side in one process; median of repeats and their ratio.
+- `report`: the size of `results/report.html` (or `--report`) and the time headless Chromium
+  takes to load it (its load event: every image decoded), median of three.
 - `study`: the whole workflow from an empty results/ in a scratch copy of the project: wall
   time of `snakemake --cores N results/report.html`, seconds and peak memory per rule (from
   the `benchmark:` files every rule writes), the no-op dry run, and a one-experiment edit's
   rerun.
 
-Both print a table and write `results/benchmarks/bench.json` (or `--output`). Numbers are
+Each prints a table and writes `results/benchmarks/bench.json` (or `--output`). Numbers are
 printed, never asserted: the targets are judged by a reader, not by a timed test.
 """
 
@@ -272,11 +274,68 @@ def _reference_data_root(config: Path) -> tuple[Path | None, str, str]:
     return root, dataset, ""
 
 
+_LOAD_PROBE = """<script>
+window.addEventListener("load", () => {
+  document.body.setAttribute("data-load-ms", String(performance.now()));
+});
+</script>"""
+
+
+def bench_report(report: Path, browser: str | None = None, repeats: int = 3) -> dict:
+    """Size of the report and the time headless Chromium takes to load it, medians of
+    `repeats`: the page's own load event (every embedded image decoded) from the navigation's
+    start; the wall time of opening it and painting the first screen (1400x900 screenshot),
+    and the same for an empty page (the browser's own start-up, to subtract)."""
+    import re
+    import tempfile
+
+    browser = browser or next((shutil.which(n) for n in ("chromium", "chromium-browser",
+                                                          "google-chrome") if shutil.which(n)),
+                              None)
+    if browser is None:
+        raise SystemExit("Chromium is not installed (Debian package 'chromium'): the report's "
+                         "load time cannot be measured")
+    page = report.read_text()
+    result = {"report": str(report), "bytes": len(page.encode()),
+              "images": page.count("<img "),
+              "png_images": page.count("data:image/png;base64,"),
+              "webp_images": page.count("data:image/webp;base64,")}
+    loads, walls, blanks = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:
+
+        def chromium(repeat: int, *args: str) -> tuple[float, str]:
+            start = time.perf_counter()
+            done = subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 f"--user-data-dir={scratch}/profile{repeat}", "--window-size=1400,900",
+                 *args], capture_output=True, text=True, timeout=300)
+            return time.perf_counter() - start, done.stdout
+
+        probed = Path(scratch) / "report.html"
+        probed.write_text(page.replace("</body>", _LOAD_PROBE + "</body>", 1))
+        shot = f"--screenshot={scratch}/screen.png"
+        for repeat in range(repeats):
+            found = re.search(r'data-load-ms="([0-9.]+)"',
+                              chromium(repeat, "--dump-dom", probed.as_uri())[1])
+            if found:
+                loads.append(float(found.group(1)) / 1000)
+            walls.append(chromium(repeat, shot, report.resolve().as_uri())[0])
+            blanks.append(chromium(repeat, shot, "about:blank")[0])
+    result["load_event_s"] = statistics.median(loads) if loads else None
+    result["open_and_paint_s"] = statistics.median(walls)
+    result["empty_page_s"] = statistics.median(blanks)
+    return result
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m clexp.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["loop", "study", "all"],
-                        help="loop: the training loop; study: the whole workflow; all: both")
+    parser.add_argument("what", choices=["loop", "study", "report", "all"],
+                        help="loop: the training loop; study: the whole workflow; report: the "
+                             "report's size and Chromium load time; all: every one")
+    parser.add_argument("--report", type=Path, default=REPO / "results/report.html",
+                        help="the report for `report` (default: the project's)")
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml",
                         help="study config (default: the project's config.yaml); `study` runs "
                              "it, `loop` reads its data_root for the torchvision reference")
@@ -325,6 +384,14 @@ def main(argv=None) -> None:
         for key, value in report["loop"].items():
             shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
             print(f"{key:>34}: {shown} {loop_unit(key)}".rstrip())
+    if args.what in ("report", "all"):
+        # `all` measures the report the study benchmark just built
+        page = args.workdir / "results/report.html" if args.what == "all" else args.report
+        report["report"] = bench_report(page)
+        for key, value in report["report"].items():
+            print(f"{key:>20}: {value:,.2f}" if isinstance(value, float) else
+                  f"{key:>20}: {value}")
+        print(f"{'size_mb':>20}: {report['report']['bytes'] / 1e6:.2f} (budget 20)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"written: {args.output}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,18 +21,104 @@ th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; }
 nav li { margin: 0.2em 0; }
+table { display: block; overflow-x: auto; max-width: 100%; }
+table.findings { font-size: 0.8em; }
+table.findings td, table.findings th { text-align: left; vertical-align: top; }
+table.findings td.ev { color: #444; max-width: 28em; }
+tr.holds td.verdict { background: #d7f0d2; font-weight: bold; }
+tr.fails td.verdict { background: #f6d0cc; font-weight: bold; }
+tr.notrun td.verdict { color: #777; }
+.comparisons figure { display: inline-block; width: 49%; vertical-align: top; margin: 0.3em 0; }
+.comparisons figure.wide { width: 100%; }
+details { margin: 0.3em 0; } summary { cursor: pointer; }
 """
 
 
-def embed_image(path: str | Path, alt: str) -> str:
-    """An <img> tag carrying the PNG at `path` as a data URI."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+# The page's size budget (bytes) for the default config as it grows: figures are encoded to
+# fit it (see ImageEncoder).
+MAX_REPORT_BYTES = 20_000_000
+# Detail figures (per run and per checkpoint) are WebP, tried at these (scale, quality) steps
+# in turn until one fits the per-image share of the budget.
+DETAIL_STEPS = [(1.0, 70), (0.85, 60), (0.75, 50), (0.65, 45), (0.55, 40), (0.45, 35)]
 
 
-def figure_html(path: str | Path, caption: str) -> str:
-    """A captioned, embedded figure."""
-    return (f"<figure>{embed_image(path, caption)}"
+def _base64_size(count: int) -> int:
+    return 4 * ((count + 2) // 3)
+
+
+class ImageEncoder:
+    """Encodes figures for the page. Main figures (comparisons, sweeps) stay PNG at their
+    natural size, reduced to a 256-colour palette. Detail figures (per run, per checkpoint)
+    become WebP at the best step of DETAIL_STEPS under a per-image share of what the main
+    figures leave of `max_bytes`; `reserve` bytes are kept for the page's text."""
+
+    def __init__(self, main: list, detail_count: int, max_bytes: int = MAX_REPORT_BYTES,
+                 reserve: int = 1_000_000):
+        self.cache: dict[str, str] = {}
+        self.steps: dict[tuple[float, int], int] = {}  # (scale, quality) -> figures encoded
+        used = sum(_base64_size(len(self._encode_main(path))) for path in main)
+        left = max_bytes - reserve - used
+        self.detail_budget = left * 3 // 4 // max(detail_count, 1)
+
+    def _encode_main(self, path) -> bytes:
+        import io
+
+        from PIL import Image
+
+        key = str(path)
+        with Image.open(path) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").quantize(256).save(buffer, "PNG", optimize=True)
+        data = buffer.getvalue()
+        self.cache[key] = "data:image/png;base64," + base64.b64encode(data).decode()
+        return data
+
+    def _encode_detail(self, path) -> str:
+        import io
+
+        from PIL import Image
+
+        with Image.open(path) as original:
+            rgb = original.convert("RGB")
+        data = b""
+        for scale, quality in DETAIL_STEPS:
+            image = rgb if scale == 1.0 else rgb.resize(
+                (round(rgb.width * scale), round(rgb.height * scale)), Image.LANCZOS)
+            buffer = io.BytesIO()
+            image.save(buffer, "WEBP", quality=quality, method=4)
+            data = buffer.getvalue()
+            if len(data) <= self.detail_budget:
+                break
+        self.steps[(scale, quality)] = self.steps.get((scale, quality), 0) + 1
+        return "data:image/webp;base64," + base64.b64encode(data).decode()
+
+    def uri(self, path, detail: bool) -> str:
+        """The figure at `path` as a data URI (encoded once)."""
+        key = str(path)
+        if key not in self.cache:
+            if detail:
+                self.cache[key] = self._encode_detail(path)
+            else:
+                self._encode_main(path)
+        return self.cache[key]
+
+
+def embed_image(path: str | Path, alt: str, encoder: ImageEncoder | None = None,
+                detail: bool = False) -> str:
+    """An <img> tag carrying the figure at `path` as a data URI (re-encoded by `encoder`
+    when given, else the PNG as it is)."""
+    if encoder is None:
+        uri = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    else:
+        uri = encoder.uri(path, detail)
+    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+
+
+def figure_html(path: str | Path, caption: str, encoder: ImageEncoder | None = None,
+                detail: bool = False, anchor: str = "", wide: bool = False) -> str:
+    """A captioned, embedded figure (with an id when `anchor` is given)."""
+    ident = (f' id="{anchor}"' if anchor else "") + (' class="wide"' if wide else "")
+    return (f"<figure{ident}>{embed_image(path, caption, encoder, detail)}"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
@@ -46,7 +134,8 @@ def section_id(title: str) -> str:
 
 
 def render_report(title: str, sections: list[tuple[str, str]], intro: str = "") -> str:
-    """The page: a title, a table of contents and the sections (title, inner HTML)."""
+    """The page: a title, the intro (the findings), a table of contents and the sections
+    (title, inner HTML)."""
     toc = "".join(
         f'<li><a href="#{section_id(name)}">{html.escape(name)}</a></li>' for name, _ in sections
     )
@@ -79,6 +168,7 @@ STUDY_SECTIONS = {
         "ogd_adam_bn_dropout02", "ogd_sgd_bn_t095", "ogd_sgd_bn_t095_l1_5",
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
+    "Baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
 }
 
 
@@ -87,6 +177,16 @@ STUDY_SECTIONS = {
 REPORT_SECTIONS = list(STUDY_SECTIONS)
 REPORT_SECTIONS.insert(REPORT_SECTIONS.index("Sparsity") + 1, "Representation strength")
 REPORT_SECTIONS.append("Other experiments")
+
+# Report section -> the section of clexp.comparisons whose figures open it.
+COMPARISON_SECTION = {
+    "Bounds": "bounds", "Normalisation": "normalisation", "Dropout": "dropout",
+    "Weight decay": "weight_decay", "Sparsity": "sparsity",
+    "Representation strength": "representation", "Forward transfer": "forward_transfer",
+    "OGD": "ogd", "Baselines": "baselines", "Other experiments": "other",
+}
+# Findings of a claims section live in this report section.
+FINDING_SECTION = {"Representation": "Representation strength"}
 
 
 def group_experiments(experiments: list[str]) -> dict[str, list[str]]:
@@ -105,20 +205,25 @@ def summary_with_spread(by_experiment: pd.DataFrame, metrics: list[str]) -> pd.D
     table = pd.DataFrame({"experiment": by_experiment["experiment"],
                           "seeds": by_experiment["seeds"]})
     for metric in metrics:
+        if f"{metric}_mean" not in by_experiment:
+            continue
         means, spreads = by_experiment[f"{metric}_mean"], by_experiment[f"{metric}_sd"]
         table[metric] = [
-            f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}"
+            "" if pd.isna(m) else f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}"
             for m, s in zip(means, spreads, strict=True)
         ]
     return table
 
 
 SUMMARY_COLUMNS = ["final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt",
-                   "fwt", "avg_forgetting"]
+                   "fwt", "avg_forgetting", "avg_acc_til", "bwt_til"]
+ONE_TASK_COLUMNS = ["final_val_acc", "final_probe_acc", "final_sparsity", "final_val_loss"]
 
 RUN_FIGURE_CAPTIONS = {
-    "accuracy_matrix": "Accuracy matrix (rows: after task t; columns: evaluated task)",
     "learning_curves": "Learning curves (per epoch, all tasks)",
+}
+TASK_FIGURE_CAPTIONS = {
+    "accuracy_matrix": "Accuracy matrix (rows: after task t; columns: evaluated task)",
     "sparsity": "Population sparsity after each task (pooled, h1, h2)",
     "eval_loss": "Evaluation loss on the seen classes after each task",
     "bias_stats": "Hidden-layer bias mean, median and std after each task",
@@ -133,12 +238,34 @@ CHECKPOINT_FIGURE_CAPTIONS = {
     "hidden_features": "Hidden features h2 of a fixed evaluation batch",
     "weight_histograms": "Weight and bias histograms",
 }
+COMPARISON_CAPTIONS = {
+    "accuracy": "Accuracy on the classes seen so far, after each task. Forgetting pulls it "
+                "down towards the last task's share of the evaluation set.",
+    "retention": "Retention: accuracy on each earlier task (one panel per task) after every "
+                 "later task. A line that drops to 0 is a task forgotten.",
+    "old_tasks": "Mean accuracy on the earlier tasks after each task (0: all forgotten).",
+    "probe": "Linear-probe accuracy on h2 over the seen classes: what the representation "
+             "still separates, whatever the head predicts.",
+    "sparsity": "Population sparsity (fraction of exact zeros in h1 and h2) after each task; "
+                "rising sparsity means hidden units die.",
+    "matrices": "Accuracy matrices, mean over seeds (row: after task t; column: evaluated "
+                "task).",
+    "bias_mean": "Mean bias of the hidden layers (fc1, fc2) after each task.",
+    "bias_median": "Median bias of the hidden layers (fc1, fc2) after each task.",
+    "val_loss": "Evaluation loss on the seen classes after each task.",
+    "probe_unseen": "Probe on the digits not trained yet (forward transfer measured on the "
+                    "representation), after each task before they are trained.",
+    "acc_til": "Task-incremental accuracy (logits masked to each task's classes) on the seen "
+               "tasks after each task.",
+}
 
 
 @dataclass
 class StudyFiles:
-    """Where the report finds everything: the run's experiments, seeds, task counts and the
-    workflow's path patterns (with {experiment}, {seed}, {task} placeholders)."""
+    """Where the report finds everything: the run's experiments, seeds, task counts, the
+    workflow's path patterns (with {experiment}, {seed}, {task}, {section}, {figure}
+    placeholders), the comparison sections (section -> experiments) and the settings
+    (`defaults` and per-experiment `experiments`) for the protocol table."""
 
     experiments: list[str]
     seeds: list[int]
@@ -148,6 +275,9 @@ class StudyFiles:
 
     def __post_init__(self):
         self.analysis_seeds = list(self.analysis_seeds) or list(self.seeds[:1])
+    comparisons: dict[str, list[str]] = field(default_factory=dict)
+    comparison_figures: dict[str, list[str]] = field(default_factory=dict)
+    settings: dict | None = None
 
     def run(self, key: str, experiment: str, seed: int, name: str | None = None) -> str:
         pattern = self.paths[key][name] if name else self.paths[key]
@@ -157,46 +287,235 @@ class StudyFiles:
         return self.paths["checkpoint_figures"][name].format(
             experiment=experiment, seed=seed, task=task)
 
+    def comparison(self, section: str, name: str) -> str:
+        return self.paths["comparison_figure"].format(section=section, figure=name)
 
-def experiment_html(files: StudyFiles, experiment: str) -> str:
-    """An experiment's figures and tables: every per-run figure of the first analysed seed,
-    its probe table, and its per-checkpoint figures folded per task."""
+    def link(self, path: str) -> str:
+        """`path` relative to the report's folder, for a link from the page."""
+        report = Path(self.paths.get("report", "results/report.html"))
+        return os.path.relpath(path, report.parent)
+
+    def main_figures(self) -> list[str]:
+        """The comparison and study figures, embedded at their natural size."""
+        figures = [self.comparison(s, n) for s, names in self.comparison_figures.items()
+                   for n in names]
+        return figures + list(self.paths.get("study_figures", {}).values())
+
+    def detail_count(self) -> int:
+        """How many detail figures (first seed, per run and per checkpoint) the page embeds."""
+        per_run = len(RUN_FIGURE_CAPTIONS)
+        count = 0
+        for experiment in self.experiments:
+            tasks = self.tasks[experiment]
+            count += per_run + tasks * len(CHECKPOINT_FIGURE_CAPTIONS)
+            if tasks > 1:
+                count += len(TASK_FIGURE_CAPTIONS)
+        return count
+
+
+def comparison_anchor(section: str, name: str) -> str:
+    """The id of a comparison (or, with section 'study', a study) figure in the page."""
+    return f"fig-{section}-{name}".replace("_", "-")
+
+
+def _links(files: StudyFiles, experiment: str, seed: int) -> str:
+    folder = files.link(str(Path(files.run("accuracy_matrix", experiment, seed)).parent))
+    return f'<a href="{html.escape(folder)}/">{html.escape(folder)}/</a>'
+
+
+def experiment_html(files: StudyFiles, experiment: str, encoder: ImageEncoder) -> str:
+    """An experiment's details, folded: its accuracy and probe tables, every per-run figure
+    of the first seed and its per-checkpoint figures folded per task. Other seeds' figures
+    are linked (their files), not embedded."""
     seed = files.analysis_seeds[0]
-    parts = [f"<h3 id=\"{section_id(experiment)}\">{html.escape(experiment)}</h3>"]
-    if len(files.seeds) > 1:
-        parts.append(f"<p>Figures of seed {seed}; the summary gives mean ± sd over seeds "
-                     f"{', '.join(map(str, files.seeds))}.</p>")
+    tasks = files.tasks[experiment]
+    parts = []
     matrix = pd.read_csv(files.run("accuracy_matrix", experiment, seed))
     parts.append(f"<p>Accuracy after each task ({experiment}, seed {seed}):</p>"
                  + table_html(matrix))
-    for name, caption in RUN_FIGURE_CAPTIONS.items():
-        parts.append(figure_html(files.run("run_figures", experiment, seed, name),
-                                 f"{caption}: {experiment}, seed {seed}"))
+    captions = dict(RUN_FIGURE_CAPTIONS)
+    if tasks > 1:
+        captions.update(TASK_FIGURE_CAPTIONS)
+    for name, caption in captions.items():
+        key = "run_figures" if name in RUN_FIGURE_CAPTIONS else "task_figures"
+        parts.append(figure_html(files.run(key, experiment, seed, name),
+                                 f"{caption}: {experiment}, seed {seed}", encoder, True))
     probes = pd.read_csv(files.run("probe_table", experiment, seed))
     parts.append(f"<p>Linear-probe accuracy per class after each task ({experiment}, seed "
                  f"{seed}):</p>" + table_html(probes, digits=2))
-    for task in range(1, files.tasks[experiment] + 1):
+    for task in range(1, tasks + 1):
         figures = "".join(
             figure_html(files.checkpoint(name, experiment, seed, task),
-                        f"{caption}: {experiment}, seed {seed}, task {task}")
+                        f"{caption}: {experiment}, seed {seed}, task {task}", encoder, True)
             for name, caption in CHECKPOINT_FIGURE_CAPTIONS.items()
         )
         parts.append(f"<details><summary>Checkpoint after task {task}: {experiment}, seed "
                      f"{seed}</summary>{figures}</details>")
-    return "".join(parts)
+    if len(files.seeds) > 1:
+        others = "; ".join(f"seed {s}: {_links(files, experiment, s)}" for s in files.seeds[1:])
+        parts.append("<p>Figures of the other seeds are not embedded (the comparisons above "
+                     f"show their spread); their files: {others}</p>")
+    one_task = " (one task: no per-task figures)" if tasks == 1 else ""
+    return (f'<details id="{section_id(experiment)}"><summary><strong>'
+            f"{html.escape(experiment)}</strong>: tables and every figure of seed {seed}"
+            f"{one_task}</summary>{''.join(parts)}</details>")
 
 
 def _study_table(files: StudyFiles, name: str) -> pd.DataFrame:
     return pd.read_csv(files.paths["study_tables"][name])
 
 
-def build_report(files: StudyFiles) -> str:
-    """The study report, organised like the study; each section holds only experiments of
-    this run. A cross-experiment table or figure goes to the section it belongs to, or to the
-    summary when that section has no experiment in this run."""
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not run": "notrun"}
+
+
+def findings_html(findings: pd.DataFrame, files: StudyFiles, present: set[str]) -> str:
+    """The findings table (claims that were run) and, folded, the claims not run."""
+    def figure_link(name: str) -> str:
+        section, figure = name.split("/", 1)
+        anchor = comparison_anchor(section, figure)
+        label = f"{section.replace('_', ' ')}: {figure.replace('_', ' ')}"
+        if anchor in present:
+            return f'<a href="#{anchor}">→ {html.escape(label)}</a>'
+        return html.escape(label)
+
+    def rows(frame: pd.DataFrame) -> str:
+        return "".join(
+            f'<tr class="{VERDICT_CLASS[r.verdict]}"><td>{html.escape(r.section)}</td>'
+            f"<td>{html.escape(r.finding)}</td><td class=\"ev\">{html.escape(r.evidence)}</td>"
+            f"<td><code>{html.escape(r.rule)}</code></td>"
+            f'<td class="verdict">{html.escape(r.verdict)}</td>'
+            f"<td>{figure_link(r.figure)}</td></tr>"
+            for r in frame.itertuples()
+        )
+
+    head = ("<tr><th>section</th><th>finding</th><th>evidence (mean ± sd over seeds, n)</th>"
+            "<th>rule</th><th>verdict</th><th>figure</th></tr>")
+    run = findings[findings["verdict"] != "not run"]
+    absent = findings[findings["verdict"] == "not run"]
+    counts = findings["verdict"].value_counts()
+    text = (f"<p><strong>{counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do "
+            f"not hold</strong>, {counts.get('not run', 0)} not run (their experiments are not "
+            f"in this run). Seeds: {', '.join(map(str, files.seeds))}. Evidence: after the "
+            "last task unless said; the verdict applies the rule to the means. From "
+            f"<code>{html.escape(files.paths['findings'])}</code>.</p>")
+    table = f'<table class="findings" id="findings-table">{head}{rows(run)}</table>'
+    folded = ""
+    if not absent.empty:
+        folded = (f"<details><summary>{len(absent)} findings not run</summary>"
+                  f'<table class="findings">{head}{rows(absent)}</table></details>')
+    return f'<section id="findings"><h2>Findings</h2>{text}{table}{folded}</section>'
+
+
+PROTOCOL_SKIP = {"name", "dataset"}
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return " ".join("[" + ",".join(map(str, t)) + "]" for t in value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def protocol_table(defaults: dict, runs: dict[str, dict], experiments: list[str]) -> pd.DataFrame:
+    """Every experiment's settings that differ from `defaults`: one column per setting that
+    differs somewhere, blank where the experiment keeps the default."""
+    keys = [k for k in sorted({k for e in experiments for k in runs[e]} - PROTOCOL_SKIP)
+            if any(runs[e].get(k) != defaults.get(k) for e in experiments)]
+    records = []
+    for experiment in experiments:
+        run = runs[experiment]
+        records.append({"experiment": experiment, **{
+            k: _setting_text(run.get(k)) if run.get(k) != defaults.get(k) else ""
+            for k in keys}})
+    table = pd.DataFrame(records, columns=["experiment", *keys])
+    default_row = {"experiment": "(defaults)",
+                   **{k: _setting_text(defaults.get(k)) for k in keys}}
+    return pd.concat([pd.DataFrame([default_row]), table], ignore_index=True)
+
+
+def fwt_html(files: StudyFiles, summary: pd.DataFrame, checkpoints: pd.DataFrame) -> str:
+    """Why class-incremental FWT is no measure here, beside the probe-based forward
+    transfer that is."""
+    untrained = checkpoints.groupby(["experiment", "seed"])["untrained_acc"].first()
+    table = summary[["experiment", "seed", "fwt"]].copy()
+    table["untrained_acc"] = [untrained.get((e, s)) for e, s in
+                              zip(table["experiment"], table["seed"], strict=True)]
+    table["fwt + untrained_acc"] = table["fwt"] + table["untrained_acc"]
+    transfer = _study_table(files, "forward_transfer")
+    if not transfer.empty:
+        probe = transfer.groupby(["experiment", "seed"])["probe_unseen_acc"].mean()
+        table["probe on unseen digits (mean over tasks before them)"] = [
+            probe.get((e, s)) for e, s in zip(table["experiment"], table["seed"], strict=True)]
+    table = table[table["fwt"].notna()]
+    return (
+        "<p><strong>What FWT means here.</strong> FWT is the mean over tasks j &gt; 1 of "
+        "R[j−1, j] − b<sub>j</sub>: accuracy on task j just before training it, minus an "
+        "untrained network's. With one 10-way head trained class-incrementally, a network "
+        "never predicts a class it has not been trained on, so R[j−1, j] ≈ 0 and FWT ≈ "
+        "−(untrained accuracy) by construction, whatever the representation holds. The probe "
+        "on the not-yet-trained digits (a linear read-out of h2 fit on those digits) measures "
+        "forward transfer of the representation instead.</p>" + table_html(table)
+    )
+
+
+def one_task_html(by_experiment: pd.DataFrame, members: list[str], tasks: dict) -> str:
+    """The numbers of the section's one-task (joint) runs, as table rows."""
+    chosen = [e for e in members if tasks[e] == 1]
+    if not chosen:
+        return ""
+    rows = by_experiment[by_experiment["experiment"].isin(chosen)]
+    return ("<p>One-task runs (joint training; no per-task axis, so no per-task figures): "
+            "mean ± sd over seeds.</p>" + table_html(summary_with_spread(rows, ONE_TASK_COLUMNS)))
+
+
+def comparisons_html(files: StudyFiles, section: str, encoder: ImageEncoder) -> str:
+    """The figures that open a section: its experiments against seq, one quantity each."""
+    experiments = files.comparisons.get(section)
+    if not experiments:
+        return ""
+    seeds = ", ".join(map(str, files.seeds))
+    parts = [f"<p>Compared: {html.escape(', '.join(experiments))} (seeds {seeds}; band: ±1 sd "
+             "over seeds where there are several; dashed: one-task runs).</p>"]
+    for name in files.comparison_figures.get(section, []):
+        parts.append(figure_html(files.comparison(section, name),
+                                 COMPARISON_CAPTIONS[name], encoder,
+                                 anchor=comparison_anchor(section, name),
+                                 wide=name in ("retention", "matrices")))
+    return '<div class="comparisons">' + "".join(parts) + "</div>"
+
+
+def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES) -> str:
+    """The study report: the findings first, then the study's sections, each opening with
+    its comparison figures and protocol rows and ending with its experiments' details
+    (folded); then the summary. Figures are encoded to keep the page under `max_bytes`."""
+    encoder = ImageEncoder(files.main_figures(), files.detail_count(), max_bytes)
     groups = group_experiments(files.experiments)
-    section_html = {section: [] for section in groups}
-    section_html["Representation strength"] = [representation_html(files)]
+    by_experiment = pd.read_csv(files.paths["by_experiment"])
+    summary = pd.read_csv(files.paths["summary"])
+    checkpoints = pd.read_csv(files.paths["checkpoints"])
+    protocol = None
+    if files.settings:
+        protocol = protocol_table(files.settings["defaults"], files.settings["experiments"],
+                                  files.experiments)
+
+    section_html: dict[str, list[str]] = {}
+    for name in REPORT_SECTIONS:
+        members = groups.get(name, [])
+        # a section opens for its own experiments or for a comparison of this run's (the
+        # forward-transfer probe of seq_bn without the other task orders, say)
+        if not members and COMPARISON_SECTION[name] not in files.comparisons:
+            if name != "Representation strength":
+                continue
+        parts = [comparisons_html(files, COMPARISON_SECTION[name], encoder)]
+        if protocol is not None and members:
+            rows = protocol[protocol["experiment"].isin(["(defaults)", *members])]
+            differ = (rows[rows["experiment"] != "(defaults)"] != "").any(axis=0)
+            rows = rows.loc[:, differ | (rows.columns == "experiment")]
+            parts.append("<p>How these runs differ from the defaults:</p>" + table_html(rows))
+        parts.append(one_task_html(by_experiment, members, files.tasks))
+        section_html[name] = parts
+    section_html["Representation strength"].append(representation_html(files))
     summary_parts: list[str] = []
 
     def place(home: str, content: str) -> None:
@@ -210,23 +529,31 @@ def build_report(files: StudyFiles) -> str:
         table = _study_table(files, name)
         if not table.empty:
             place(home, f"<p>{html.escape(caption)}:</p>" + table_html(table)
-                  + figure_html(files.paths["study_figures"][name], caption))
+                  + figure_html(files.paths["study_figures"][name], caption, encoder,
+                                anchor=comparison_anchor("study", name)))
     transfer = _study_table(files, "forward_transfer")
     if not transfer.empty:
         place("Forward transfer", "<p>Probe on the not-yet-trained digits after every task "
               "(forward transfer):</p>" + table_html(transfer))
+    place("Forward transfer", fwt_html(files, summary, checkpoints))
     for section, members in groups.items():
-        section_html[section].extend(experiment_html(files, e) for e in members)
+        section_html[section].append(
+            "<h3>Experiments in detail</h3>"
+            + "".join(experiment_html(files, e, encoder) for e in members))
 
     sections = [(name, "".join(section_html[name])) for name in REPORT_SECTIONS
                 if name in section_html]
-
-    by_experiment = pd.read_csv(files.paths["by_experiment"])
-    summary = pd.read_csv(files.paths["summary"])
+    if protocol is not None:
+        sections.insert(0, ("Protocol", (
+            "<p>Every experiment's settings that differ from <code>defaults</code> (blank: the "
+            "default, first row). Each section repeats its own rows.</p>"
+            + table_html(protocol))))
     summary_html = (
         "<p>Mean ± standard deviation over seeds. ACC: mean accuracy over tasks after the "
         "last task; BWT: backward transfer; FWT: forward transfer against an untrained "
-        "network; forgetting: mean drop from the best accuracy on each earlier task.</p>"
+        "network (see Forward transfer: by construction here); forgetting: mean drop from "
+        "the best accuracy on each earlier task; _til: task-incremental evaluation, where "
+        "measured.</p>"
         + table_html(summary_with_spread(by_experiment, SUMMARY_COLUMNS))
         + "<p>Every run:</p>" + table_html(summary) + "".join(summary_parts)
     )
@@ -237,9 +564,25 @@ def build_report(files: StudyFiles) -> str:
             "<p>Seconds and peak memory per rule, from the <code>benchmark:</code> files of "
             "the jobs finished before this report (informational: timings are not study "
             "results and do not make the report stale).</p>" + table_html(timing, digits=2))))
+    page = "".join(content for _, content in sections)
+    present = set(re.findall(r'<figure id="([^"]+)"', page))
+    findings = pd.read_csv(files.paths["findings"])
+    steps = ", ".join(f"{count} at {scale:.0%} size, quality {quality}"
+                      for (scale, quality), count in sorted(encoder.steps.items(), reverse=True))
+    others = (f" Figures of seed {files.seeds[0]} are embedded; those of seeds "
+              f"{', '.join(map(str, files.seeds[1:]))} are linked (their files), and the "
+              "comparisons show every seed." if len(files.seeds) > 1 else "")
+    encoding_note = (
+        "<p>Embedded figures: comparisons and sweeps as PNG at full size; per-run and "
+        f"per-checkpoint figures as WebP ({steps}) to keep the page under "
+        f"{max_bytes / 1e6:.0f} MB; the full-size PNGs are in <code>results/</code>.{others}"
+        "</p>")
+    sections = [(name, content + encoding_note if name == "Summary" else content)
+                for name, content in sections]
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "
-             "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Per-checkpoint "
-             "figures are folded under each experiment.</p>")
+             "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Each finding is "
+             "a rule over the numbers (<code>clexp.findings</code>); details are folded."
+             f"{others}</p>" + findings_html(findings, files, present))
     return render_report("clexp: catastrophic forgetting on Split-MNIST", sections, intro)
 
 

@@ -16,7 +16,9 @@ os.environ.update(
     )
 )
 
+from clexp.comparisons import comparison_groups, section_figures  # noqa: E402
 from clexp.config import (  # noqa: E402
+    DEFAULT_OPTIONS,
     apply_data_root_variable,
     check_config,
     check_config_files,
@@ -84,15 +86,12 @@ LEARNING_CURVES = "results/{experiment}/seed{seed}/learning_curves.csv"
 PROBE_TABLE = "results/{experiment}/seed{seed}/probe_table.csv"
 RUN_CURVES = "results/{experiment}/seed{seed}/run_curves.csv"
 RUN_FIGURES = {
+    name: f"results/{{experiment}}/seed{{seed}}/{name}.png" for name in ("learning_curves",)
+}
+# Figures over the tasks of a run: made for runs of more than one task only.
+TASK_FIGURES = {
     name: f"results/{{experiment}}/seed{{seed}}/{name}.png"
-    for name in (
-        "accuracy_matrix",
-        "learning_curves",
-        "probe_progress",
-        "sparsity",
-        "eval_loss",
-        "bias_stats",
-    )
+    for name in ("accuracy_matrix", "probe_progress", "sparsity", "eval_loss", "bias_stats")
 }
 SUMMARY = "results/summary.csv"
 SUMMARY_BY_EXPERIMENT = "results/summary_by_experiment.csv"
@@ -110,6 +109,11 @@ STUDY_FIGURES = {
     name: f"results/study/{name}.png"
     for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison")
 }
+CHECKPOINT_TABLE = "results/study/checkpoints.csv"
+FINDINGS = "results/study/findings.csv"
+COMPARISON_FIGURE = "results/study/comparisons/{section}/{figure}.png"
+# section -> experiments compared (seq first), for the sections this run has experiments of
+COMPARISONS = comparison_groups(EXPERIMENTS)
 REPORT = "results/report.html"
 LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
@@ -148,10 +152,12 @@ CODE = {
     ],
     "figures": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py"]
+        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py",
+                          "comparisons.py", "findings.py"]
     ],
     "report": [
-        str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["report.py", "summary.py", "bench.py"]
+        str(SOURCE_DIR / "clexp" / m)
+        for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py"]
     ],
 }
 
@@ -192,6 +198,25 @@ def run_files(pattern):
 def all_runs(pattern):
     """`pattern` for every selected experiment and seed."""
     return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS]
+
+
+def multi_task_runs(pattern):
+    """`pattern` for every seed of every selected experiment of more than one task."""
+    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS
+            if num_tasks(e) > 1]
+
+
+def comparison_figures():
+    """Every comparison figure of this run: (section, figure name, path)."""
+    return [(section, name, COMPARISON_FIGURE.format(section=section, figure=name))
+            for section in COMPARISONS for name in section_figures(section)]
+
+
+def protocol_settings():
+    """The defaults every experiment is compared with, and each experiment's settings."""
+    defaults = dict(DEFAULT_OPTIONS, **(config["defaults"] or {}))
+    defaults["tasks"] = config["tasks"]
+    return {"defaults": defaults, "experiments": RUNS}
 
 
 def all_experiment_settings():

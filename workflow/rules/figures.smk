@@ -6,7 +6,10 @@ rule plot_checkpoint:
                 caption="../report/checkpoint_figure.rst",
                 category="Checkpoints",
                 subcategory="{experiment}",
-                labels={"figure": name, "seed": "{seed}", "task": "{task}"},
+                labels={
+                    "experiment": "{experiment}", "figure": name, "seed": "{seed}",
+                    "task": "{task}",
+                },
             )
             for name, path in CHECKPOINT_FIGURES.items()
         },
@@ -42,7 +45,7 @@ rule plot_run:
                 caption="../report/run_figure.rst",
                 category="Runs",
                 subcategory="{experiment}",
-                labels={"figure": name, "seed": "{seed}"},
+                labels={"experiment": "{experiment}", "figure": name, "seed": "{seed}"},
             )
             for name, path in RUN_FIGURES.items()
         },
@@ -61,6 +64,110 @@ rule plot_run:
         mem_mb=500,
     script:
         "../scripts/plot_run.py"
+
+
+rule plot_run_tasks:
+    output:
+        **{
+            name: report(
+                path,
+                caption="../report/run_figure.rst",
+                category="Runs",
+                subcategory="{experiment}",
+                labels={"experiment": "{experiment}", "figure": name, "seed": "{seed}"},
+            )
+            for name, path in TASK_FIGURES.items()
+        },
+    input:
+        accuracy_matrix=ACCURACY_MATRIX,
+        probe_table=PROBE_TABLE,
+        run_curves=RUN_CURVES,
+        metrics=run_files(METRICS),
+        code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.tsv"
+    log:
+        f"{LOG_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/plot_run_tasks.py"
+
+
+rule checkpoint_table:
+    localrule: True
+    output:
+        CHECKPOINT_TABLE,
+    input:
+        metrics=all_checkpoint_files(METRICS),
+        code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/checkpoint_table.tsv"
+    log:
+        f"{LOG_DIR}/checkpoint_table.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/checkpoint_table.py"
+
+
+rule plot_comparisons:
+    localrule: True
+    output:
+        [
+            report(
+                path,
+                caption="../report/comparison_figure.rst",
+                category="Comparisons",
+                subcategory=section,
+                labels={"section": section, "figure": name},
+            )
+            for section, name, path in comparison_figures()
+        ],
+    input:
+        checkpoints=CHECKPOINT_TABLE,
+        code=CODE["figures"],
+    params:
+        groups=COMPARISONS,
+        figures=[[section, name, path] for section, name, path in comparison_figures()],
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_comparisons.tsv"
+    log:
+        f"{LOG_DIR}/plot_comparisons.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/plot_comparisons.py"
+
+
+rule findings:
+    localrule: True
+    output:
+        FINDINGS,
+    input:
+        checkpoints=CHECKPOINT_TABLE,
+        summary=SUMMARY,
+        code=CODE["figures"],
+    benchmark:
+        f"{BENCHMARK_DIR}/findings.tsv"
+    log:
+        f"{LOG_DIR}/findings.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/findings.py"
 
 
 rule plot_study:

@@ -13,5 +13,8 @@ files = StudyFiles(
     analysis_seeds=snakemake.params.analysis_seeds,
     tasks=snakemake.params.tasks,
     paths=snakemake.params.paths,
+    comparisons=snakemake.params.comparisons,
+    comparison_figures=snakemake.params.comparison_figures,
+    settings=snakemake.params.settings,
 )
 write_text(build_report(files), snakemake.output[0])
