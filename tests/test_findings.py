@@ -165,3 +165,24 @@ def test_sections_with_only_a_reference_experiment_are_not_drawn():
     assert "ogd" not in comparison_groups(["seq", "seq_bn"])
     assert comparison_groups(["seq", "seq_bn", "ogd_sgd"])["ogd"] == ["seq", "seq_bn", "ogd_sgd"]
     assert comparison_groups(["seq", "mine"])["other"] == ["seq", "mine"]
+
+
+def test_the_ogd_section_shows_how_orthogonal_the_applied_updates_were():
+    from clexp.comparisons import checkpoint_table
+    from clexp.report import ogd_alignment_html
+
+    def metrics(experiment, seed, task, alignment):
+        return {"experiment": experiment, "seed": seed, "task": task, "num_tasks": 2,
+                "val_acc": 0.5, "val_loss": 1.0, "probe_acc": 0.9, "population_sparsity": 0.5,
+                "per_task_acc": [0.5, 0.5], "ogd_update_alignment_mean": alignment,
+                "ogd_update_alignment_max": None if alignment is None else 2 * alignment}
+
+    rows = [metrics("ogd_adam_bn", seed, 1, None) for seed in (0, 1)]
+    rows += [metrics("ogd_adam_bn", 0, 2, 0.08), metrics("ogd_adam_bn", 1, 2, 0.12)]
+    rows += [metrics("seq", 0, 1, None), metrics("seq", 0, 2, None)]
+    table = checkpoint_table(rows)
+    assert table["ogd_update_alignment_mean"].notna().sum() == 2
+    page = ogd_alignment_html(table)
+    assert "ogd_adam_bn" in page and "seq<" not in page
+    assert ">0.1<" in page and ">0.2<" in page  # means over the two seeds: 0.1, max 0.2
+    assert ogd_alignment_html(checkpoint_table(rows[4:])) == ""  # no OGD run: no table

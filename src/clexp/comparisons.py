@@ -99,7 +99,9 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
     population_sparsity, sparsity_h1, sparsity_h2, bias_mean and bias_median (over the hidden
     layers fc1 and fc2), probe_unseen_acc, untrained_acc (mean accuracy of the untrained
     network on tasks 2..T), old_acc (mean accuracy on the earlier tasks; empty after task 1),
-    acc_til (task-incremental accuracy on the seen tasks, where measured) and acc_task<j>, the
+    acc_til (task-incremental accuracy on the seen tasks, where measured),
+    ogd_update_alignment_mean / _max (OGD runs: |cos| of the applied updates with the span of
+    the basis over the task's steps; empty elsewhere and after task 1) and acc_task<j>, the
     accuracy on task j's evaluation images (one column per task of the longest run).
     """
     records = []
@@ -119,6 +121,8 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
             "untrained_acc": _mean(list(m.get("init_per_task_acc") or [])[1:]),
             "old_acc": _mean(per_task[: task - 1]) if task > 1 else float("nan"),
             "acc_til": _mean(list(til)[:task]) if til else float("nan"),
+            "ogd_update_alignment_mean": m.get("ogd_update_alignment_mean"),
+            "ogd_update_alignment_max": m.get("ogd_update_alignment_max"),
         }
         record.update({f"acc_task{j + 1}": value for j, value in enumerate(per_task)})
         records.append(record)
