@@ -55,6 +55,19 @@ def hidden_outputs(model, images: np.ndarray, device) -> dict[str, np.ndarray]:
     return {"logits": logits.cpu().numpy(), "h1": h1.cpu().numpy(), "h2": h2.cpu().numpy()}
 
 
+def restore_model(run: dict, seed: int, task: int, checkpoint_path: str | Path,
+                  device: str = "auto"):
+    """The checkpoint after task `task` of `run` (checked to be that run's), and its model on
+    `device`: (state, model, torch device)."""
+    state = load_checkpoint(
+        checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
+    )
+    target = resolve_device(device)
+    model = build_model(run).to(target)
+    model.load_state_dict(state["model"])
+    return state, model, target
+
+
 def _probe(train, train_labels, evaluation, eval_labels, classes, max_iter):
     train_mask = class_mask(train_labels, classes)
     eval_mask = class_mask(eval_labels, classes)
@@ -79,12 +92,7 @@ def evaluate_checkpoint(
     Returns the metrics.json dict and the arrays of analysis.npz (see `clexp.analysis`); with
     `analysis_settings` None, no arrays. The metrics do not depend on `analysis_settings`.
     """
-    state = load_checkpoint(
-        checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
-    )
-    target = resolve_device(device)
-    model = build_model(run).to(target)
-    model.load_state_dict(state["model"])
+    state, model, target = restore_model(run, seed, task, checkpoint_path, device)
     data = load_dataset(data_path)
     tasks = run["tasks"]
     seen = seen_classes(tasks, task)
@@ -168,12 +176,7 @@ def analyze_checkpoint(
 ) -> dict:
     """The arrays of analysis.npz of the checkpoint after task `task` (no probes: those are
     in the metrics, which `evaluate_checkpoint` writes for every seed)."""
-    state = load_checkpoint(
-        checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
-    )
-    target = resolve_device(device)
-    model = build_model(run).to(target)
-    model.load_state_dict(state["model"])
+    state, model, target = restore_model(run, seed, task, checkpoint_path, device)
     data = load_dataset(data_path)
     evaluation = hidden_outputs(model, data["eval_images"], target)
     parameters = {k: v.numpy() for k, v in state["model"].items()}

@@ -19,7 +19,8 @@ from clexp.errors import DiskFullError
 _TEMPORARY_MARK = ".tmp-"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -35,7 +36,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     prefix = f".{path.name}{_TEMPORARY_MARK}"
     for candidate in path.parent.glob(f"{prefix}*"):
         pid = candidate.name[len(prefix) :]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             candidate.unlink(missing_ok=True)
 
 

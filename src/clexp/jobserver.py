@@ -611,20 +611,12 @@ def _remove_socket(path: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_folders(directory: str | None = None) -> list[str]:
     """Remove this user's socket folders whose owner (the Snakemake process that started the
     server, its pid in the name) is gone: left by a `kill -9` of the whole process group.
     Returns the folders removed."""
+    from clexp.files import process_alive
+
     directory = directory or tempfile.gettempdir()
     removed = []
     try:
@@ -640,7 +632,7 @@ def remove_stale_folders(directory: str | None = None) -> list[str]:
                 follow_symlinks=False).st_uid == os.getuid()
         except OSError:
             continue
-        if mine and owner.isdigit() and not _alive(int(owner)):
+        if mine and owner.isdigit() and not process_alive(int(owner)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed
