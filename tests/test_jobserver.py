@@ -42,10 +42,25 @@ CLIENT = textwrap.dedent(
 ).replace("import os, sys, time", "import json, os, sys, time")
 
 
+def wait_until_serving(directory: Path) -> None:
+    """Run one job through the server just started: it has finished its imports and serves
+    (on a loaded machine that takes a while; before that, clients run their jobs themselves)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + 120
+    while True:
+        warm_up = run_client(directory, "0")
+        out, _ = warm_up.communicate(timeout=120)
+        if json.loads(out.splitlines()[-1])["pid"] != warm_up.pid:
+            return
+        assert time.time() < deadline, "the job server never answered"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     saved = os.environ.get(jobserver.SOCKET_VARIABLE)
     process = jobserver.start()
+    wait_until_serving(tmp_path_factory.mktemp("warm-up"))
     yield process
     jobserver.stop(process)
     if saved is not None:
@@ -137,10 +152,8 @@ def test_stopping_the_server_removes_its_socket(tmp_path):
     saved = os.environ.get(jobserver.SOCKET_VARIABLE)
     process = jobserver.start()
     path = process.socket_path
-    deadline = time.time() + 30
-    while not os.path.exists(path):
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until_serving(tmp_path / "warm-up")
+    assert os.path.exists(path)
     jobserver.stop(process)
     assert process.returncode == -signal.SIGTERM or process.returncode == 0
     assert not os.path.exists(path)
@@ -247,10 +260,7 @@ def own_server(monkeypatch, tmp_path):
     after 3 s."""
     saved = os.environ.get(jobserver.SOCKET_VARIABLE)
     process = jobserver.start()
-    (tmp_path / "warm-up").mkdir()
-    warm_up = run_client(tmp_path / "warm-up", "0")
-    out, _ = warm_up.communicate(timeout=120)
-    assert json.loads(out.splitlines()[-1])["pid"] != warm_up.pid  # the server answers
+    wait_until_serving(tmp_path / "warm-up")
     monkeypatch.setenv(jobserver.TIMEOUT_VARIABLE, "3")
     yield process
     try:

@@ -57,6 +57,7 @@ COMPARISON_FIGURES = {
 }
 COMMON_FIGURES = ["accuracy", "old_tasks", "retention", "probe", "sparsity", "matrices"]
 EXTRA_FIGURES = {
+    "bounds": ["acc_til"],  # plain sequential training in both scenarios, beside joint
     "normalisation": ["bias_mean", "bias_median"],
     "sparsity": ["val_loss"],
     "forward_transfer": ["probe_unseen"],
