@@ -104,7 +104,7 @@ def test_snakemake_report_collects_every_annotated_figure(tiny_run, tmp_path):
         figures = [n for n in names if n.endswith(".png")]
         index = "".join(bundle.read(n).decode(errors="replace") for n in names
                         if n.endswith((".html", ".js")))
-    runs, multi_task_runs, checkpoints, study, comparisons = 3, 2, 11, 3, 27
+    runs, multi_task_runs, checkpoints, study, comparisons = 3, 2, 11, 3, 28
     assert len(figures) >= (runs + 5 * multi_task_runs + 7 * checkpoints + study
                             + comparisons)
     # the report's filters: categories and labels

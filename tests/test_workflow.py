@@ -77,13 +77,15 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     # L1 sweep (joint) and eval-loss comparison; no weight-decay sweep: seq trains fixed
     # epochs, not the sweep's early-stopping protocol, and an empty table is not shown
     study_figures = 2
-    # bounds 6, normalisation 6 + 2 bias, representation 6, forward transfer 6 + 1 probe
-    comparison_figures = 27
+    # bounds 6 + 1 task-IL, normalisation 6 + 2 bias, representation 6, forward transfer
+    # 6 + 1 probe
+    comparison_figures = 28
     # details (learning curves per run, five per-task figures per multi-task run, seven
     # per checkpoint) are WebP; comparison and study figures PNG
     assert page.count("data:image/webp;base64,") == runs + 5 * multi_task_runs + 7 * checkpoints
     assert page.count("data:image/png;base64,") == comparison_figures + study_figures
-    assert len(list((tiny_run / "results/study/comparisons").rglob("*.png"))) == 27
+    assert len(list((tiny_run / "results/study/comparisons").rglob("*.png"))) == (
+        comparison_figures)
     for heading in ("Bounds", "Normalisation", "Representation strength", "Summary"):
         assert f"<h2>{heading}</h2>" in page
 
