@@ -75,7 +75,7 @@ def test_hidden_features_show_the_same_seeded_balanced_images_after_every_task()
     tasks = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 0]]
 
     def hidden_features(task, seed):
-        arrays, _ = checkpoint_analysis(parameters, images, labels, outputs, tasks[:task],
+        arrays = checkpoint_analysis(parameters, images, labels, outputs, tasks[:task],
                                         SETTINGS, seed=seed, run_classes=[1, 2, 3, 4, 5, 6,
                                                                           7, 8, 9, 0])
         return arrays

@@ -139,8 +139,9 @@ def checkpoint_analysis(
     tsne_h1: bool = False,
     seed: int = 0,
     run_classes=None,
-) -> tuple[dict[str, np.ndarray], dict]:
-    """The arrays of analysis.npz and the metrics.json additions of one checkpoint.
+) -> dict[str, np.ndarray]:
+    """The arrays of analysis.npz of one checkpoint (its metrics.json scalars come from
+    `checkpoint_scalars`, computed for every seed by the evaluation).
 
     `outputs` holds `logits`, `h1`, `h2` of every evaluation image; `settings` is the
     config's `analysis` section. The hidden-features batch is drawn from `run_classes` (all
@@ -184,7 +185,7 @@ def checkpoint_analysis(
     if tsne_h1:
         arrays["tsne_h1"] = tsne_embedding(outputs["h1"][sample], iterations=iterations)
 
-    return arrays, checkpoint_scalars(parameters, eval_labels, outputs, tasks_seen)
+    return arrays
 
 
 def checkpoint_scalars(parameters: dict[str, np.ndarray], eval_labels: np.ndarray,

@@ -157,7 +157,7 @@ def evaluate_checkpoint(
     metrics.update(checkpoint_scalars(parameters, eval_labels, evaluation, tasks[:task]))
     arrays: dict = {}
     if analysis_settings is not None:
-        arrays, _ = checkpoint_analysis(
+        arrays = checkpoint_analysis(
             parameters, data["eval_images"], eval_labels, evaluation, tasks[:task],
             analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
             run_classes=[cls for t in tasks for cls in t],
@@ -180,7 +180,7 @@ def analyze_checkpoint(
     data = load_dataset(data_path)
     evaluation = hidden_outputs(model, data["eval_images"], target)
     parameters = {k: v.numpy() for k, v in state["model"].items()}
-    arrays, _ = checkpoint_analysis(
+    arrays = checkpoint_analysis(
         parameters, data["eval_images"], data["eval_labels"], evaluation,
         run["tasks"][:task], analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
         run_classes=[cls for t in run["tasks"] for cls in t],
