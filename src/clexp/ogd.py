@@ -47,19 +47,48 @@ def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return (wide - basis.T @ (basis @ wide)).to(vector.dtype)
 
 
+def project_out_(vector: torch.Tensor, basis: torch.Tensor, wide: torch.Tensor) -> None:
+    """`project_out` in place, with `wide` (basis.dtype, vector's length) as working space:
+    the same arithmetic without allocating a vector per call."""
+    if basis.shape[0] == 0:
+        return
+    wide.copy_(vector)
+    wide.sub_(basis.T @ (basis @ wide))
+    vector.copy_(wide)
+
+
+class FlatBuffer:
+    """One contiguous vector with a view per tensor of `like`: a list of tensors shaped like
+    them (parameters, gradients) is gathered into it, or scattered back, by one multi-tensor
+    copy, without allocating. The vector is the tensors' flattened concatenation."""
+
+    def __init__(self, like: list[torch.Tensor]):
+        self.flat = torch.empty(sum(t.numel() for t in like), dtype=like[0].dtype,
+                                device=like[0].device)
+        self.views, offset = [], 0
+        for tensor in like:
+            self.views.append(self.flat[offset : offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
+
+    @torch.no_grad()
+    def gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        torch._foreach_copy_(self.views, tensors)
+        return self.flat
+
+    @torch.no_grad()
+    def scatter(self, tensors: list[torch.Tensor]) -> None:
+        torch._foreach_copy_(tensors, self.views)
+
+
 class GradientProjector:
     """`project_gradients` for one model and basis, set up once for a task's many batches:
-    the parameter list and a flat gradient buffer with per-parameter views are kept."""
+    the parameter list, a flat gradient buffer and the float64 working vector are kept."""
 
     def __init__(self, model: nn.Module, basis: torch.Tensor):
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.basis = basis
-        self.flat = torch.empty(sum(p.numel() for p in self.parameters),
-                                dtype=self.parameters[0].dtype, device=self.parameters[0].device)
-        self.views, offset = [], 0
-        for p in self.parameters:
-            self.views.append(self.flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
+        self.buffer = FlatBuffer(self.parameters)
+        self.wide = torch.empty(len(self.buffer.flat), dtype=basis.dtype, device=basis.device)
 
     @torch.no_grad()
     def __call__(self) -> None:
@@ -69,9 +98,8 @@ class GradientProjector:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         gradients = [p.grad for p in self.parameters]
-        torch._foreach_copy_(self.views, gradients)
-        self.flat.copy_(project_out(self.flat, self.basis))
-        torch._foreach_copy_(gradients, self.views)
+        project_out_(self.buffer.gather(gradients), self.basis, self.wide)
+        self.buffer.scatter(gradients)
 
 
 def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS) -> torch.Tensor:

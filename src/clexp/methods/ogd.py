@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import torch
 
-from clexp.methods.base import Method, TaskContext, flat_parameters
+from clexp.methods.base import Method, TaskContext
 from clexp.ogd import (
+    FlatBuffer,
     GradientProjector,
     average_task_gradient,
     empty_basis,
     extend_basis,
-    project_out,
+    project_out_,
 )
 
 PROJECTIONS = ("gradient", "step")
 
 
-def alignment(update: torch.Tensor, basis: torch.Tensor) -> float:
-    """|cos| between `update` and its closest direction in the span of the orthonormal rows."""
-    wide = update.to(torch.float64)
+def alignment(update: torch.Tensor, basis: torch.Tensor, wide: torch.Tensor | None = None
+              ) -> float:
+    """|cos| between `update` and its closest direction in the span of the orthonormal rows
+    (computed in float64; `wide`, when given, is the float64 working vector)."""
+    wide = update.to(torch.float64) if wide is None else wide.copy_(update)
     norm = wide.norm()
     if basis.shape[0] == 0 or norm == 0:
         return 0.0
@@ -49,14 +52,23 @@ class OGD(Method):
             raise ValueError(f"ogd_project must be one of {PROJECTIONS}, got {self.projection!r}")
         self.basis = empty_basis(model).to(next(model.parameters()).device)
         self._alignments: list[float] = []
-        self._before: torch.Tensor | None = None
         self._projector = None
+        # Per task with a non-empty basis: the parameters before the step and after it, flat,
+        # and the float64 working vector (kept, not allocated at every step).
+        self._parameters: list[torch.Tensor] = []
+        self._before = self._after = self._wide = None
 
     def start_task(self, context: TaskContext) -> None:
         self._alignments = []
-        active = self.basis.shape[0] > 0
-        self._projector = (GradientProjector(self.model, self.basis)
-                           if active and self.projection == "gradient" else None)
+        self._projector = None
+        if self.basis.shape[0] == 0:
+            return
+        self._parameters = self.parameters()
+        self._before, self._after = FlatBuffer(self._parameters), FlatBuffer(self._parameters)
+        self._wide = torch.empty(len(self._before.flat), dtype=self.basis.dtype,
+                                 device=self.basis.device)
+        if self.projection == "gradient":
+            self._projector = GradientProjector(self.model, self.basis)
 
     @torch.no_grad()
     def before_step(self) -> None:
@@ -64,23 +76,20 @@ class OGD(Method):
             return
         if self._projector is not None:
             self._projector()
-        self._before = flat_parameters(self.parameters())
+        self._before.gather(self._parameters)
 
     @torch.no_grad()
     def after_step(self) -> None:
         if self.basis.shape[0] == 0:
             return
-        parameters = self.parameters()
-        update = flat_parameters(parameters) - self._before
+        before = self._before.flat
+        update = self._after.gather(self._parameters).sub_(before)
         if self.projection == "step":
-            update = project_out(update, self.basis)
-            applied = self._before + update
-            offset = 0
-            for p in parameters:
-                p.copy_(applied[offset : offset + p.numel()].view_as(p))
-                offset += p.numel()
-            update = flat_parameters(parameters) - self._before
-        self._alignments.append(alignment(update, self.basis))
+            project_out_(update, self.basis, self._wide)
+            update.add_(before)  # the parameters to apply: before + the projected step
+            self._after.scatter(self._parameters)
+            update.sub_(before)  # the step as applied (after rounding to the parameters' dtype)
+        self._alignments.append(alignment(update, self.basis, self._wide))
 
     def end_task(self, context: TaskContext) -> None:
         direction = average_task_gradient(self.model, context.images, context.labels,
