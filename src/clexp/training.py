@@ -64,14 +64,13 @@ def task_learning_rate(run: dict, task: int) -> float:
 def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay) or SGD, at the task's learning rate."""
     lr = task_learning_rate(run, task)
+    # foreach: the multi-tensor implementations, same arithmetic, fewer Python calls.
     if run["optimizer"] == "adamw":
-        # foreach: the multi-tensor implementation, same arithmetic, fewer Python calls.
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"],
                                  foreach=True)
     if run["optimizer"] == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=run["momentum"], weight_decay=run["weight_decay"]
-        )
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=run["momentum"],
+                               weight_decay=run["weight_decay"], foreach=True)
     raise ValueError(f"optimizer must be adamw or sgd, got {run['optimizer']!r}")
 
 
