@@ -81,13 +81,19 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_quadratic_around_it():
     assert values[2] / values[0] == pytest.approx(16.0, rel=1e-3)
 
 
-def test_ewc_fisher_equals_the_expectation_over_the_models_outputs():
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_ewc_fisher_equals_the_expectation_over_the_models_outputs(norm):
     torch.manual_seed(0)
-    model = MLP(norm="batch", dropout=0.5)
+    model = MLP(norm=norm, dropout=0.5)
+    with torch.no_grad():  # normalisation layers away from their initial identity
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+            if name.startswith("norm") and tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
     model.train()
     x = torch.rand(5, 784)
     fisher = diagonal_fisher(model, x, chunk=2)
     assert model.training  # mode restored
+    assert not model.norm1._forward_hooks  # no hook left behind
     model.eval()
     expected = torch.zeros_like(fisher)
     for image in x:
@@ -98,6 +104,12 @@ def test_ewc_fisher_equals_the_expectation_over_the_models_outputs():
             grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
             expected += log_probs[c].exp().item() * grad.pow(2)
     assert torch.allclose(fisher, expected / len(x), rtol=1e-4, atol=1e-10)
+
+
+def test_ewc_fisher_names_a_layer_it_has_no_formula_for():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Conv1d(1, 1, 1))
+    with pytest.raises(TypeError, match="Conv1d"):
+        diagonal_fisher(model, torch.rand(2, 4))
 
 
 def test_online_ewc_keeps_one_decayed_fisher_and_the_latest_anchor():
