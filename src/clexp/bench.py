@@ -120,11 +120,11 @@ def bench_loop(data_path: Path, repeats: int, epochs: int, data_root: Path | Non
                dataset: str = "mnist") -> dict:
     """Images per second of clexp's loop and of the DataLoader reference (same work).
 
-    `clexp`: `train_task` (batches sliced from tensors in memory, multi-tensor AdamW);
+    `clexp`: `train_task` (batches sliced from tensors in memory, fused AdamW);
     `clexp_instrumented`: the same with the per-batch records of the study (forgetting curve
     on 200 images, relative updates, gradient sums); `dataloader`: the common way, as in the
     MNIST tutorials: torchvision's dataset with `ToTensor`, a DataLoader, `torch.optim.AdamW`
-    with torch's defaults (on the CPU its per-tensor loop, bitwise the same arithmetic) -
+    with torch's defaults (on the CPU its per-tensor loop: the same update, rounded apart) -
     only with `data_root` (the raw dataset); `dataloader_tensors`: a DataLoader over a
     map-style dataset of ready tensors, with clexp's optimizer: the leanest DataLoader loop,
     to show how much of the gain is per-item conversion. Same model, data (digits 1 and 2),

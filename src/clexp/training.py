@@ -64,10 +64,12 @@ def task_learning_rate(run: dict, task: int) -> float:
 def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay) or SGD, at the task's learning rate."""
     lr = task_learning_rate(run, task)
-    # foreach: the multi-tensor implementations, same arithmetic, fewer Python calls.
+    # AdamW: PyTorch's fused kernel (CPU and CUDA), the same update in one pass over the
+    # parameters (a fifth of a CPU training step less than the multi-tensor version; rounding
+    # differs in the last bit). SGD: the multi-tensor version, the same additions in fewer calls.
     if run["optimizer"] == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"],
-                                 foreach=True)
+                                 fused=True)
     if run["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=run["momentum"],
                                weight_decay=run["weight_decay"], foreach=True)
