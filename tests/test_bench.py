@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clexp.bench import bench_loop, rule_time_table
+from clexp.bench import bench_loop, rule_time_table, run_time_table, train_eval_seconds_per_run
 from clexp.jobserver import JOB_USAGE_PREFIX, job_usage
 
 from helpers import write_synthetic_dataset
@@ -36,6 +36,28 @@ def test_rule_table_sums_jobs_and_takes_the_job_servers_memory_from_the_log(tmp_
     assert table.loc["train_task", "max_rss_mb"] == 812.5
     assert table.loc["report", "max_rss_mb"] == 200.0
     assert list(table.index) == ["train_task", "report"]  # most time first
+
+
+def test_run_table_gives_training_and_evaluation_seconds_per_experiment_seed(tmp_path):
+    benchmarks = tmp_path / "benchmarks"
+    for seed, seconds in ((0, 3.0), (1, 5.0)):  # seq: two seeds, two tasks each
+        for task in (1, 2):
+            write_benchmark(benchmarks / f"train_task/seq/seed{seed}/task{task}.tsv", seconds, 1)
+            write_benchmark(benchmarks / f"evaluate_checkpoint/seq/seed{seed}/task{task}.tsv",
+                            1.0, 1)
+    write_benchmark(benchmarks / "train_task/joint/seed0/task1.tsv", 20.0, 1)
+    write_benchmark(benchmarks / "evaluate_checkpoint/joint/seed0/task1.tsv", 2.0, 1)
+    # analysis is not part of a run's training + evaluation
+    write_benchmark(benchmarks / "analyze_checkpoint/seq/seed0/task1.tsv", 50.0, 1)
+
+    table = run_time_table(benchmarks).set_index("experiment")
+    assert list(table.index) == ["joint", "seq"]  # most time first
+    assert table.loc["seq", "runs"] == 2
+    assert table.loc["seq", "train_s"] == 8.0  # (2 x 3 + 2 x 5) / 2 runs
+    assert table.loc["seq", "evaluate_s"] == 2.0
+    assert table.loc["joint", "train_eval_s"] == 22.0
+    assert train_eval_seconds_per_run(run_time_table(benchmarks)) == (22.0 + 2 * 10.0) / 3
+    assert train_eval_seconds_per_run(run_time_table(tmp_path / "none")) is None
 
 
 def test_job_usage_is_none_without_the_line(tmp_path):

@@ -40,7 +40,7 @@ def test_the_shipped_config_is_valid():
 def test_schema_fills_top_level_defaults():
     config = validated({"defaults": {}, "experiments": {"seq": {}}})
     assert config["data_root"] == "data" and config["download"] is True
-    assert config["dataset"] == "mnist" and config["seeds"] == [0]
+    assert config["dataset"] == "mnist" and config["seeds"] == [0, 1, 2]
     assert config["probe"]["train_images_per_class"] == 1000
 
 

@@ -63,6 +63,41 @@ def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None
     return table.sort_values("total_s", ascending=False).reset_index()
 
 
+RUN_RULES = ("train_task", "evaluate_checkpoint")
+
+
+def run_time_table(benchmark_dir: str | Path) -> pd.DataFrame:
+    """Per experiment: runs (experiment-seeds) and the mean over them of the job seconds of
+    training and of evaluation (`RUN_RULES`; the per-checkpoint analysis is not counted),
+    from the benchmark TSVs `<rule>/<experiment>/seed<seed>/task<t>.tsv`. Sorted by
+    `train_eval_s`, largest first."""
+    records = []
+    for rule in RUN_RULES:
+        for path in (Path(benchmark_dir) / rule).glob("*/seed*/task*.tsv"):
+            seconds = float(pd.read_csv(path, sep="\t").iloc[0]["s"])
+            records.append({"experiment": path.parent.parent.name, "seed": path.parent.name,
+                            "rule": rule, "seconds": seconds})
+    columns = ["experiment", "runs", "train_s", "evaluate_s", "train_eval_s"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(records)
+    per_run = frame.pivot_table(index=["experiment", "seed"], columns="rule", values="seconds",
+                                aggfunc="sum", fill_value=0.0)
+    per_run = per_run.reindex(columns=list(RUN_RULES), fill_value=0.0)
+    table = per_run.groupby(level="experiment").agg(
+        runs=("train_task", "size"), train_s=("train_task", "mean"),
+        evaluate_s=("evaluate_checkpoint", "mean"))
+    table["train_eval_s"] = table["train_s"] + table["evaluate_s"]
+    table = table.sort_values("train_eval_s", ascending=False).reset_index()
+    return table[columns]
+
+
+def train_eval_seconds_per_run(table: pd.DataFrame) -> float | None:
+    """Training + evaluation job seconds per experiment-seed, mean over the study's runs."""
+    runs = table["runs"].sum()
+    return float((table["train_eval_s"] * table["runs"]).sum() / runs) if runs else None
+
+
 # ---- train loop ----
 
 
@@ -224,6 +259,7 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
     wall, _ = _snakemake(workdir, "--cores", str(cores), "results/report.html")
     noop, dry = _snakemake(workdir, "-n", "results/report.html")
     per_rule = rule_time_table(workdir / "results" / "benchmarks")
+    per_run = run_time_table(workdir / "results" / "benchmarks")
 
     edited = yaml.safe_load((workdir / "config.yaml").read_text())
     edited["experiments"][edit_experiment] = dict(
@@ -240,7 +276,10 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
         "edit_rerun_jobs": _planned_jobs(plan.stdout + plan.stderr),
         "edit_rerun_s": rerun,
         "peak_rss_mb": float(per_rule["max_rss_mb"].max()) if len(per_rule) else None,
+        "runs": int(per_run["runs"].sum()),
+        "train_eval_s_per_run": train_eval_seconds_per_run(per_run),
         "per_rule": per_rule.to_dict(orient="records"),
+        "per_experiment": per_run.to_dict(orient="records"),
     }
 
 
@@ -370,9 +409,12 @@ def main(argv=None) -> None:
                                       args.edit_experiment)
         study = report["study"]
         print(pd.DataFrame(study["per_rule"]).to_string(index=False, float_format="%.2f"))
+        print("\nper experiment, mean over its seeds (job seconds per run):")
+        print(pd.DataFrame(study["per_experiment"]).to_string(index=False, float_format="%.2f"))
         for key, unit in (("study_wall_s", "s"), ("noop_dry_run_s", "s"),
                           ("noop_planned_jobs", "jobs"), ("edit_rerun_jobs", "jobs"),
-                          ("edit_rerun_s", "s"), ("peak_rss_mb", "MB")):
+                          ("edit_rerun_s", "s"), ("peak_rss_mb", "MB"), ("runs", "runs"),
+                          ("train_eval_s_per_run", "s per run (training + evaluation)")):
             print(f"{key:>20}: {study[key]} {unit}")
         data = data or args.workdir / "results/data/dataset.npz"
     if args.what in ("loop", "all"):

@@ -351,10 +351,12 @@ def experiment_html(files: StudyFiles, experiment: str, encoder: ImageEncoder) -
         )
         parts.append(f"<details><summary>Checkpoint after task {task}: {experiment}, seed "
                      f"{seed}</summary>{figures}</details>")
-    if len(files.seeds) > 1:
-        others = "; ".join(f"seed {s}: {_links(files, experiment, s)}" for s in files.seeds[1:])
-        parts.append("<p>Figures of the other seeds are not embedded (the comparisons above "
-                     f"show their spread); their files: {others}</p>")
+    other_seeds = [s for s in files.seeds if s != seed]
+    if other_seeds:
+        others = "; ".join(f"seed {s}: {_links(files, experiment, s)}" for s in other_seeds)
+        parts.append("<p>The other seeds are not embedded (the comparisons above show their "
+                     "spread; seeds outside <code>analysis.seeds</code> have metrics and tables, "
+                     f"no figures); their files: {others}</p>")
     one_task = " (one task: no per-task figures)" if tasks == 1 else ""
     return (f'<details id="{section_id(experiment)}"><summary><strong>'
             f"{html.escape(experiment)}</strong>: tables and every figure of seed {seed}"
@@ -601,8 +603,10 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES) -> str:
     findings = pd.read_csv(files.paths["findings"])
     steps = ", ".join(f"{count} at {scale:.0%} size, quality {quality}"
                       for (scale, quality), count in sorted(encoder.steps.items(), reverse=True))
-    others = (f" Figures of seed {files.seeds[0]} are embedded; those of seeds "
-              f"{', '.join(map(str, files.seeds[1:]))} are linked (their files), and the "
+    shown = files.analysis_seeds[0]
+    others = (f" Figures of seed {shown} are embedded; the files of seeds "
+              f"{', '.join(str(s) for s in files.seeds if s != shown)} are linked (seeds "
+              "outside analysis.seeds have metrics and tables, no figures), and the "
               "comparisons show every seed." if len(files.seeds) > 1 else "")
     encoding_note = (
         "<p>Embedded figures: comparisons and sweeps as PNG at full size; per-run and "

@@ -195,15 +195,17 @@ def run_files(pattern):
     return files
 
 
-def all_runs(pattern):
-    """`pattern` for every selected experiment and seed."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS]
+def all_runs(pattern, seeds=None):
+    """`pattern` for every selected experiment and seed (or `seeds`)."""
+    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
+            for s in (SEEDS if seeds is None else seeds)]
 
 
-def multi_task_runs(pattern):
-    """`pattern` for every seed of every selected experiment of more than one task."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS for s in SEEDS
-            if num_tasks(e) > 1]
+def multi_task_runs(pattern, seeds=None):
+    """`pattern` for every seed (or `seeds`) of every selected experiment of more than one
+    task."""
+    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
+            for s in (SEEDS if seeds is None else seeds) if num_tasks(e) > 1]
 
 
 def comparison_figures():

@@ -27,8 +27,11 @@ rule report:
         summary=SUMMARY,
         by_experiment=SUMMARY_BY_EXPERIMENT,
         study=list(STUDY_TABLES.values()) + list(STUDY_FIGURES.values()),
-        runs=[all_runs(p) for p in [ACCURACY_MATRIX, PROBE_TABLE, *RUN_FIGURES.values()]],
-        task_figures=[multi_task_runs(p) for p in TASK_FIGURES.values()],
+        runs=[all_runs(p) for p in [ACCURACY_MATRIX, PROBE_TABLE]],
+        # Per-run figures are embedded for the analysed seeds only; the others' tables are
+        # linked (the comparisons show every seed).
+        run_figures=[all_runs(p, ANALYSIS_SEEDS) for p in RUN_FIGURES.values()],
+        task_figures=[multi_task_runs(p, ANALYSIS_SEEDS) for p in TASK_FIGURES.values()],
         checkpoint_table=CHECKPOINT_TABLE,
         findings=FINDINGS,
         comparisons=[path for _, _, path in comparison_figures()],
