@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -146,6 +147,48 @@ def test_the_server_refuses_a_client_from_another_python_environment(server):
     reply, _ = jobserver._receive(connection)
     connection.close()
     assert "refused" in reply
+
+
+def test_the_server_itself_never_initialises_cuda():
+    server = subprocess.run(
+        [sys.executable, "-c", "import sys; from clexp import jobserver; "
+         "s = jobserver.Server(sys.argv[1]); s.preload(); s.shutdown(); "
+         "print(jobserver.cuda_initialised(), 'torch' in sys.modules)",
+         str(Path(tempfile.mkdtemp()) / "socket")],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )
+    assert server.returncode == 0, server.stderr
+    assert server.stdout.split() == ["False", "True"]  # torch preloaded, CUDA untouched
+
+
+def test_a_server_with_cuda_initialised_refuses_to_fork(tmp_path, monkeypatch):
+    server = jobserver.Server(str(tmp_path / "socket"))
+    ours, theirs = socket.socketpair()
+    try:
+        monkeypatch.setattr(jobserver, "cuda_initialised", lambda: True)
+        pending = jobserver._Pending(theirs, deadline=time.monotonic() + 5)
+        pending.fds = [os.dup(0), os.dup(1), os.dup(2)]
+        request = {"identity": jobserver._identity(), "argv": ["job.py"], "cwd": "/",
+                   "environ": {}}
+        server._start(theirs, request, pending)
+        reply, _ = jobserver._receive(ours)
+        assert "CUDA" in reply["refused"]
+        assert not server.children  # nothing forked: the client runs the job itself
+    finally:
+        ours.close()
+        server.shutdown()
+
+
+def test_cuda_initialised_reads_torchs_state(monkeypatch):
+    assert jobserver.cuda_initialised() is False  # this machine's torch, CUDA not set up
+    fake = type(sys)("torch")
+    fake.cuda = type(sys)("torch.cuda")
+    fake.cuda.is_initialized = lambda: True
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert jobserver.cuda_initialised() is True
+    monkeypatch.delitem(sys.modules, "torch")
+    assert jobserver.cuda_initialised() is False
 
 
 def test_stopping_the_server_removes_its_socket(tmp_path):

@@ -143,6 +143,20 @@ def _check_request(request) -> None:
         raise ValueError("environ must map strings to strings")
 
 
+def cuda_initialised() -> bool:
+    """Whether this process has initialised CUDA (torch imported and its CUDA state set up).
+
+    A process forked from one that has cannot use CUDA, so the server never forks then: it
+    refuses the job, which runs in its own process. The server only imports torch, which does
+    not initialise CUDA; a job initialises it in its own child.
+    """
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except AttributeError:  # a torch without (or with a stubbed) cuda module
+        return False
+
+
 def _identity() -> dict:
     """What a client and the server must share for a forked child to equal a fresh process."""
     return {"prefix": sys.prefix, "executable": os.path.realpath(sys.executable),
@@ -450,6 +464,9 @@ class Server:
             _check_request(request)
             if request["identity"] != self.identity or len(pending.fds) != 3:
                 raise ValueError("another Python environment")
+            if cuda_initialised():
+                raise ValueError("CUDA is initialised in the server, a forked child could not "
+                                 "use it")
         except ValueError as error:
             connection.settimeout(0.1)
             try:
