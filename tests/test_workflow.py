@@ -146,6 +146,23 @@ def test_editing_library_code_reruns_the_jobs_that_use_it(tiny_run, module, expe
     assert not rules & untouched
 
 
+def test_touching_library_code_without_changing_it_reruns_nothing(tiny_run):
+    path = tiny_run / "src" / "clexp" / "training.py"
+    before = path.stat()
+    try:
+        os.utime(path)  # newer, same content
+        assert planned_jobs(tiny_run) == []
+    finally:
+        os.utime(path, (before.st_atime, before.st_mtime))
+
+
+def test_jobs_depend_on_one_digest_of_their_library_code(tiny_run):
+    digests = sorted((tiny_run / "results" / "code").glob("*.sha256"))
+    assert [d.stem for d in digests] == ["data", "evaluate", "figures", "report", "train"]
+    train = (tiny_run / "results/code/train.sha256").read_text().split()
+    assert len(train) == 1 and train[0].startswith("sha256:") and len(train[0]) == 7 + 64
+
+
 def test_fashion_mnist_study_with_two_seeds(tmp_path):
     require_data("FashionMNIST")
     config = tiny_config(

@@ -101,3 +101,16 @@ def write_npz(arrays: dict, path: str | Path) -> None:
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
+
+
+def code_digest(paths) -> str:
+    """SHA-256 over the files at `paths` (each one's path as given, then its bytes), in the
+    order given: one line that changes exactly when one of the files does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        data = Path(path).read_bytes()
+        digest.update(f"{path}\0{len(data)}\0".encode())
+        digest.update(data)
+    return f"sha256:{digest.hexdigest()}"

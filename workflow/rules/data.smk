@@ -20,3 +20,21 @@ rule prepare_data:
         mem_mb=2000,
     script:
         "../scripts/prepare_data.py"
+
+
+rule code_digest:
+    localrule: True
+    output:
+        CODE_DIGEST,
+    input:
+        lambda wildcards: CODE_FILES[wildcards.kind],
+    wildcard_constraints:
+        kind="|".join(CODE_FILES),
+    log:
+        f"{LOG_DIR}/code_digest/{{kind}}.log",
+    run:
+        from clexp.files import code_digest, write_text
+
+        digest = code_digest(input)
+        write_text(digest + "\n", output[0])
+        write_text(f"{digest} of {len(input)} files: {' '.join(input)}\n", log[0])
