@@ -174,3 +174,30 @@ def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path)
     shown = page.count("data:image/png;base64,")
     assert shown >= 6 * len(comparisons)
     assert len(page.encode()) <= MAX_REPORT_BYTES
+
+
+def test_detail_figures_encoded_side_by_side_equal_those_encoded_one_by_one(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from clexp.report import ImageEncoder
+
+    paths, generator = [], np.random.default_rng(0)
+    for index in range(6):  # noisy scatter plots of growing size: they compress differently
+        figure, axis = plt.subplots(figsize=(3 + index, 3))
+        axis.scatter(*generator.normal(size=(2, 300 * (index + 1))), s=2)
+        paths.append(tmp_path / f"figure{index}.png")
+        figure.savefig(paths[-1], dpi=80)
+        plt.close(figure)
+    # 8 kB per figure: the larger ones need smaller steps
+    budget = {"detail_count": 6, "max_bytes": 1_000_000 + 6 * 8000 * 4 // 3}
+    one_by_one, side_by_side = ImageEncoder([], **budget), ImageEncoder([], **budget)
+    side_by_side.encode_details(paths + paths[:2], threads=3)  # repeats are encoded once
+    assert sum(side_by_side.steps.values()) == 6
+    for path in paths:
+        assert side_by_side.cache[str(path)] == one_by_one.uri(path, detail=True)
+    assert side_by_side.steps == one_by_one.steps
+    assert len(set(one_by_one.steps)) > 1  # the budget really forced smaller steps

@@ -69,7 +69,8 @@ rule report:
         f"{LOG_DIR}/report.log",
     conda:
         CONDA_ENV
-    threads: 1
+    # It runs last, alone: its figures are encoded side by side (capped at --cores).
+    threads: 4
     resources:
         mem_mb=1000,
     script:

@@ -17,4 +17,4 @@ files = StudyFiles(
     comparison_figures=snakemake.params.comparison_figures,
     settings=snakemake.params.settings,
 )
-write_text(build_report(files), snakemake.output[0])
+write_text(build_report(files, threads=snakemake.threads), snakemake.output[0])
