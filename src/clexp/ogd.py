@@ -39,22 +39,25 @@ def flat_gradient(model: nn.Module) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """The component of `vector` orthogonal to the span of the (orthonormal) basis rows."""
-    if basis.shape[0] == 0:
-        return vector
-    wide = vector.to(basis.dtype)
-    return (wide - basis.T @ (basis @ wide)).to(vector.dtype)
-
-
 def project_out_(vector: torch.Tensor, basis: torch.Tensor, wide: torch.Tensor) -> None:
-    """`project_out` in place, with `wide` (basis.dtype, vector's length) as working space:
-    the same arithmetic without allocating a vector per call."""
+    """Replace `vector` by its component orthogonal to the span of the (orthonormal) basis
+    rows, computed in basis.dtype in `wide` (working space of the vector's length, kept by
+    callers that project every step, so nothing is allocated per call)."""
     if basis.shape[0] == 0:
         return
     wide.copy_(vector)
     wide.sub_(basis.T @ (basis @ wide))
     vector.copy_(wide)
+
+
+def project_out(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """The component of `vector` orthogonal to the span of the (orthonormal) basis rows (a new
+    tensor; `project_out_` in place)."""
+    if basis.shape[0] == 0:
+        return vector
+    result = vector.clone()
+    project_out_(result, basis, torch.empty(len(vector), dtype=basis.dtype, device=vector.device))
+    return result
 
 
 class FlatBuffer:
