@@ -546,8 +546,9 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
     its comparison figures and protocol rows and ending with its experiments' details
     (folded); then the summary. Figures are encoded to keep the page under `max_bytes`,
     the detail figures `threads` at a time (the same page with any number)."""
-    encoder = ImageEncoder(files.main_figures(), files.detail_count(), max_bytes)
-    encoder.encode_details(files.detail_paths(), threads)
+    details = files.detail_paths()
+    encoder = ImageEncoder(files.main_figures(), len(details), max_bytes)
+    encoder.encode_details(details, threads)
     groups = group_experiments(files.experiments)
     by_experiment = pd.read_csv(files.paths["by_experiment"])
     summary = pd.read_csv(files.paths["summary"])

@@ -115,6 +115,10 @@ COMPARISON_FIGURE = "results/study/comparisons/{section}/{figure}.png"
 # section -> experiments compared (seq first), for the sections this run has experiments of
 COMPARISONS = comparison_groups(EXPERIMENTS)
 REPORT = "results/report.html"
+# Priority of the jobs that follow a checkpoint (evaluation, analysis, figures): they run as
+# soon as they are ready. A short queue of ready jobs keeps Snakemake's own scheduling work
+# small: every round it sizes the inputs of every ready job.
+SOON = 1
 LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
 CONDA_ENV = "../envs/clexp.yaml"

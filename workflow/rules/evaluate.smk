@@ -15,9 +15,7 @@ rule evaluate_checkpoint:
         f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
         CONDA_ENV
-    # Run as soon as ready: a short queue of ready jobs keeps Snakemake's own scheduling
-    # work small (every round it sizes the inputs of every ready job).
-    priority: 1
+    priority: SOON
     threads: 1
     resources:
         mem_mb=1500,
@@ -43,9 +41,7 @@ rule analyze_checkpoint:
         f"{LOG_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
         CONDA_ENV
-    # Run as soon as ready: a short queue of ready jobs keeps Snakemake's own scheduling
-    # work small (every round it sizes the inputs of every ready job).
-    priority: 1
+    priority: SOON
     threads: 1
     resources:
         mem_mb=1500,

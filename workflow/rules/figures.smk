@@ -25,9 +25,7 @@ rule plot_checkpoint:
         f"{LOG_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
         CONDA_ENV
-    # Run as soon as ready: a short queue of ready jobs keeps Snakemake's own scheduling
-    # work small (every round it sizes the inputs of every ready job).
-    priority: 1
+    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
@@ -62,9 +60,7 @@ rule plot_run:
         f"{LOG_DIR}/plot_run/{{experiment}}/seed{{seed}}.log",
     conda:
         CONDA_ENV
-    # Run as soon as ready: a short queue of ready jobs keeps Snakemake's own scheduling
-    # work small (every round it sizes the inputs of every ready job).
-    priority: 1
+    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
@@ -96,9 +92,7 @@ rule plot_run_tasks:
         f"{LOG_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.log",
     conda:
         CONDA_ENV
-    # Run as soon as ready: a short queue of ready jobs keeps Snakemake's own scheduling
-    # work small (every round it sizes the inputs of every ready job).
-    priority: 1
+    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
