@@ -4,11 +4,13 @@ A checkpoint is a plain dict saved with `torch.save` and loaded with `weights_on
 checkpoint file can never execute code. Keys: `model`, `optimizer` (state dicts), `ogd_basis`
 (k x P tensor; empty for methods other than OGD), `method` (its name), `method_state` (the
 method's `state_dict`: basis, Fisher, importance, buffer indices, snapshot, its generator),
-`method_record` (what the method measured over the task), `torch_rng` and `shuffle_rng`
-(generator states), `cuda_rng` (a list of per-GPU generator states; only in checkpoints
-written on CUDA), `run` (the resolved training settings), `config_hash`, `experiment`,
-`seed`, `task` (1-based), `epochs_run`, `stopped_early`, `init_per_task_acc` (the untrained
-network's accuracy per task, for FWT), `clexp_version`.
+`method_record` (what the method measured over the task), `task_record` (what the loop
+measured over the task for every seed: the previous task's accuracy while this one trains and
+the relative weight change per layer; see `clexp.training.PreviousTaskWatch`), `torch_rng`
+and `shuffle_rng` (generator states), `cuda_rng` (a list of per-GPU generator states; only
+in checkpoints written on CUDA), `run` (the resolved training settings), `config_hash`,
+`experiment`, `seed`, `task` (1-based), `epochs_run`, `stopped_early`, `init_per_task_acc`
+(the untrained network's accuracy per task, for FWT), `clexp_version`.
 """
 
 from __future__ import annotations

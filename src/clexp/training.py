@@ -166,6 +166,57 @@ class Instruments:
             self.record_curve(step, epoch, batch)
 
 
+# Batches into a new task after which the previous task's accuracy is measured (for every
+# seed): forgetting happens within a few dozen batches (STUDY.md).
+ONSET_BATCHES = (10, 25, 50)
+
+
+class PreviousTaskWatch:
+    """The previous task's accuracy while a new task trains, for every seed: before the first
+    step, after each of ONSET_BATCHES batches and after every epoch, on the forgetting curve's
+    sample of the previous task's evaluation images (one small forward pass each, in
+    evaluation mode: no random numbers drawn, no BatchNorm statistics moved, so training is
+    the same with or without it)."""
+
+    def __init__(self, model: MLP, images: torch.Tensor, labels: torch.Tensor):
+        self.model, self.images, self.labels = model, images, labels
+        self.before: float | None = None
+        self.by_batch: dict[str, float] = {}
+        self.by_epoch: list[float] = []
+
+    @torch.no_grad()
+    def accuracy(self) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        correct = self.model(self.images)[0].argmax(1) == self.labels
+        self.model.train(was_training)
+        return correct.float().mean().item()
+
+    def start(self) -> None:
+        self.before = self.accuracy()
+
+    def after_step(self, step: int) -> None:
+        if step in ONSET_BATCHES:
+            self.by_batch[str(step)] = self.accuracy()
+
+    def after_epoch(self) -> None:
+        self.by_epoch.append(self.accuracy())
+
+    def record(self) -> dict:
+        """metrics.json's `previous_task_acc_before`, `_by_batch` (batches -> accuracy; a task
+        shorter than a listed count has no entry for it) and `_by_epoch`."""
+        return {"previous_task_acc_before": self.before,
+                "previous_task_acc_by_batch": dict(self.by_batch),
+                "previous_task_acc_by_epoch": list(self.by_epoch)}
+
+
+def relative_weight_change(before: dict[str, torch.Tensor], model: MLP) -> dict[str, float]:
+    """Per weight matrix, ||W_end - W_start|| / ||W_start|| over a whole task."""
+    return {name: ((layer.weight.detach() - before[name]).norm()
+                   / before[name].norm()).item()
+            for name, layer in model.weight_layers().items()}
+
+
 def train_task(
     model: MLP,
     optimizer: torch.optim.Optimizer,
@@ -180,6 +231,7 @@ def train_task(
     task: int = 1,
     instruments: Instruments | None = None,
     context: TaskContext | None = None,
+    watch: PreviousTaskWatch | None = None,
 ) -> dict:
     """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
 
@@ -196,7 +248,8 @@ def train_task(
     minimised (over the joined batch with replay); the training accuracy, which early stopping
     reads, counts the task's own samples only. Raises DivergenceError, naming `where`, the
     epoch and the batch, when the loss is not finite. `instruments`, when given, records the
-    forgetting curve, relative updates and gradients.
+    forgetting curve, relative updates and gradients; `watch`, when given, the previous
+    task's accuracy at the points of `PreviousTaskWatch`.
     """
     if method is None:
         method = Naive(run, model, 0)
@@ -213,6 +266,8 @@ def train_task(
     model.train()
     if instruments is not None:
         instruments.record_curve(step=0, epoch=0, batch=0)
+    if watch is not None:
+        watch.start()
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(count, generator=generator).to(images.device)
         loss_sum = torch.zeros((), device=images.device)
@@ -248,6 +303,8 @@ def train_task(
             step += 1
             if instruments is not None:
                 instruments.after_step(step, epoch, batch)
+            if watch is not None:
+                watch.after_step(step)
             own = len(index)  # the task's samples come first in the batch
             loss_sum += loss.detach() * own
             cross_entropy_sum += cross_entropy.detach() * own
@@ -261,6 +318,8 @@ def train_task(
             val_loss, val_acc = evaluate_loss_accuracy(model, eval_images, eval_labels)
         if instruments is not None and epoch > 1:
             instruments.record_curve(step, epoch, batch)
+        if watch is not None:
+            watch.after_epoch()
         log.append({
             "task": task,
             "epoch": epoch,
@@ -414,6 +473,12 @@ def train_run_task(
         indices=np.flatnonzero(train_mask), train_images=data["train_images"],
         train_labels=data["train_labels"], batch_size=run["batch_size"],
     )
+    watch = None
+    if task > 1:
+        watch = PreviousTaskWatch(state.model, *curve_evaluation_sets(
+            data, [tasks[task - 2]], 1, curve_images_per_task, state.seed, target)[0])
+    weights_before = {name: layer.weight.detach().clone()
+                      for name, layer in state.model.weight_layers().items()}
     LOGGER.info(
         "%s task %d: training on %d images of classes %s, lr %g, method %s",
         where, task, len(labels), tasks[task - 1], task_learning_rate(run, task),
@@ -422,8 +487,12 @@ def train_run_task(
     result = train_task(
         state.model, state.optimizer, images, labels, run, state.generator,
         method=state.method, eval_images=eval_images, eval_labels=eval_labels, where=where,
-        task=task, instruments=recorder, context=context,
+        task=task, instruments=recorder, context=context, watch=watch,
     )
+    result["task_record"] = {
+        **(watch.record() if watch else {}),
+        "relative_weight_change": relative_weight_change(weights_before, state.model),
+    }
     result["method_record"] = state.method.task_record()
     state.method.end_task(context)
     return result, recorder
@@ -496,6 +565,7 @@ def checkpoint_of(state: RunState, settings: dict, seed: int, task: int, result:
         "method": method.name,
         "method_state": method.state_dict(),
         "method_record": result["method_record"],
+        "task_record": result["task_record"],
         **random_state(next(state.model.parameters()).device),
         "shuffle_rng": state.generator.get_state(),
         "run": settings,
