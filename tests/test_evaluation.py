@@ -128,3 +128,81 @@ def test_task_incremental_accuracy_masks_the_logits_to_each_tasks_classes(tmp_pa
     metrics, _ = evaluate_checkpoint(run, 0, 5, tmp_path / "hand.pt", data, PROBE, device="cpu")
     assert metrics["per_task_acc"] == [0.0, 0.0, 0.0, 0.0, 0.5]
     assert metrics["per_task_acc_til"] == [1.0, 1.0, 1.0, 1.0, 0.5]
+
+
+def _independent_forward(model, images):
+    """h1, h2 and logits of `images` from the model's weights, in numpy (evaluation mode,
+    BatchNorm from its running statistics)."""
+    state = {k: v.numpy().astype(np.float64) for k, v in model.state_dict().items()}
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+
+    def layer(x, name, norm):
+        z = x @ state[f"{name}.weight"].T + state[f"{name}.bias"]
+        if norm is not None:
+            z = ((z - state[f"{norm}.running_mean"]) / np.sqrt(state[f"{norm}.running_var"] + 1e-5)
+                 * state[f"{norm}.weight"] + state[f"{norm}.bias"])
+        return np.maximum(z, 0)
+
+    bn = any(k.startswith("norm1") for k in state)
+    h1 = layer(x, "fc1", "norm1" if bn else None)
+    h2 = layer(h1, "fc2", "norm2" if bn else None)
+    return h1, h2, h2 @ state["fc3.weight"].T + state["fc3.bias"]
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_the_untrained_control_is_the_network_task_1_starts_from(tmp_path, norm):
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from clexp.checkpoint import load_checkpoint
+    from clexp.data import balanced_subset, load_dataset
+    from clexp.evaluation import evaluate_untrained
+    from clexp.model import MLP
+
+    data_path = write_synthetic_dataset(tmp_path / "data.npz")
+    run = run_settings(name="control", norm=norm, probe_unseen=[9, 0],
+                       tasks=[[1, 2], [3, 4], [9, 0]])
+    seed = 3
+    control = evaluate_untrained(run, seed, data_path, PROBE, device="cpu")
+    assert control["task"] == 0 and control["classes_seen"] == []
+    assert control["probe_acc"] is None and np.isnan(control["val_acc"])
+
+    # independently: a fresh model with the run's seed, evaluated with numpy and sklearn
+    torch.manual_seed(seed)
+    model = MLP(norm=norm).eval()
+    data = load_dataset(data_path)
+    labels = data["eval_labels"]
+    h1, h2, logits = _independent_forward(model, data["eval_images"])
+    predictions = logits.argmax(1)
+    expected_tasks = [float(np.mean(predictions[np.isin(labels, t)] == labels[np.isin(labels, t)]))
+                      for t in run["tasks"]]
+    assert control["per_task_acc"] == pytest.approx(expected_tasks)
+    zeros = (np.count_nonzero(h1 == 0) + np.count_nonzero(h2 == 0)) / (h1.size + h2.size)
+    assert control["population_sparsity"] == pytest.approx(zeros, abs=1e-4)
+    assert control["sparsity_h2"] == pytest.approx(np.mean(h2 == 0), abs=1e-4)
+    assert control["dead_units_h1"] == pytest.approx(np.mean(np.all(h1 == 0, axis=0)))
+    biases = model.fc1.bias.detach().numpy() if norm == "none" else np.zeros(120)
+    assert control["bias_stats"]["fc1"]["mean"] == pytest.approx(float(biases.mean()), abs=1e-6)
+
+    indices = balanced_subset(data["train_labels"], range(10), PROBE["train_images_per_class"])
+    _, train_h2, _ = _independent_forward(model, data["train_images"][indices])
+    train_labels = data["train_labels"][indices]
+
+    def probe(classes):
+        fit, score = np.isin(train_labels, classes), np.isin(labels, classes)
+        scaler = StandardScaler().fit(train_h2[fit])
+        regression = LogisticRegression(max_iter=PROBE["max_iter"]).fit(
+            scaler.transform(train_h2[fit]), train_labels[fit])
+        return float(np.mean(regression.predict(scaler.transform(h2[score])) == labels[score]))
+
+    # float32 features in clexp, float64 here: a borderline image may flip
+    assert control["probe_all_acc"] == pytest.approx(probe([1, 2, 3, 4, 9, 0]), abs=0.01)
+    assert control["probe_unseen_acc"] == pytest.approx(probe([9, 0]), abs=0.01)
+    assert control["probe_acc_by_task"] == pytest.approx(
+        [probe([1, 2]), probe([1, 2, 3, 4]), probe([1, 2, 3, 4, 9, 0])], abs=0.01)
+
+    # and it is the network training starts from: the accuracy task 1 recorded before training
+    run_training_task(run, seed, 1, data_path, tmp_path / "t1.pt", device="cpu")
+    state = load_checkpoint(tmp_path / "t1.pt")
+    assert state["init_per_task_acc"] == pytest.approx(control["per_task_acc"])
