@@ -93,14 +93,43 @@ def _isnan(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def _task_classes(m: dict, upto: int) -> list:
+    return [c for t in (m.get("tasks") or [])[:upto] for c in t]
+
+
+def _class_mean(per_class: dict | None, classes) -> float:
+    """Mean of a per-class dict (keys: the class as a string) over `classes`."""
+    if not per_class:
+        return float("nan")
+    return _mean([per_class.get(str(c)) for c in classes])
+
+
+def _log10(value) -> float:
+    return math.log10(value) if value is not None and value > 0 else float("nan")
+
+
+# Batches into a task after which checkpoints.csv reads the previous task's accuracy
+# (`clexp.training.ONSET_BATCHES` records it at these and others).
+ONSET_COLUMN_BATCHES = (10, 50)
+
+
 def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
-    """One row per checkpoint (experiment, seed, task) of every run.
+    """One row per checkpoint (experiment, seed, task) of every run (task 0 rows: the
+    untrained control, see `untrained_table`).
 
     Columns: experiment, seed, task, num_tasks, val_acc, val_loss, probe_acc,
-    population_sparsity, sparsity_h1, sparsity_h2, bias_mean and bias_median (over the hidden
-    layers fc1 and fc2), probe_unseen_acc, untrained_acc (mean accuracy of the untrained
-    network on tasks 2..T), old_acc (mean accuracy on the earlier tasks; empty after task 1),
-    acc_til (task-incremental accuracy on the seen tasks, where measured),
+    population_sparsity, sparsity_h1, sparsity_h2, dead_units (+ _h1, _h2: fraction of
+    hidden units zero on every evaluation image), bias_mean and bias_median (over the hidden
+    layers fc1 and fc2), probe_unseen_acc, probe_all_acc, probe_old_acc (the probe's mean
+    per-class accuracy on the earlier tasks' classes), probe_min_class_acc (its lowest
+    per-class accuracy), untrained_acc (mean accuracy of the untrained network on tasks
+    2..T), old_acc (mean accuracy on the earlier tasks; empty after task 1), task_share (the
+    current task's share of the seen classes' evaluation images), current_task_mass (softmax
+    mass the earlier tasks' images put on the current task's classes), epochs_run,
+    previous_acc_before / previous_acc_b<k> / previous_acc_mid / previous_acc_end (accuracy on
+    the previous task before this task, after k of its batches, after the middle and the last
+    epoch), log_update_fc1..3 (log10 of the relative weight change of each layer over the
+    task), acc_til (task-incremental accuracy on the seen tasks, where measured),
     ogd_update_alignment_mean / _max (OGD runs: |cos| of the applied updates with the span of
     the basis over the task's steps; empty elsewhere and after task 1) and acc_task<j>, the
     accuracy on task j's evaluation images (one column per task of the longest run).
@@ -111,16 +140,36 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
         hidden = [stats for layer, stats in (m.get("bias_stats") or {}).items()
                   if layer in ("fc1", "fc2")]
         til = m.get("per_task_acc_til")
+        by_epoch = list(m.get("previous_task_acc_by_epoch") or [])
+        by_batch = m.get("previous_task_acc_by_batch") or {}
+        changes = m.get("relative_weight_change") or {}
+        probe_classes = m.get("probe_per_class_acc") or {}
         record = {
             "experiment": m["experiment"], "seed": m["seed"], "task": task,
             "num_tasks": m["num_tasks"], "val_acc": m["val_acc"], "val_loss": m["val_loss"],
             "probe_acc": m["probe_acc"], "population_sparsity": m["population_sparsity"],
             "sparsity_h1": m.get("sparsity_h1"), "sparsity_h2": m.get("sparsity_h2"),
+            "dead_units": m.get("dead_units"), "dead_units_h1": m.get("dead_units_h1"),
+            "dead_units_h2": m.get("dead_units_h2"),
             "bias_mean": _mean([s["mean"] for s in hidden]),
             "bias_median": _mean([s["median"] for s in hidden]),
             "probe_unseen_acc": m.get("probe_unseen_acc"),
+            "probe_all_acc": m.get("probe_all_acc"),
+            "probe_old_acc": (_class_mean(probe_classes, _task_classes(m, task - 1))
+                              if task > 1 else float("nan")),
+            "probe_min_class_acc": (min(probe_classes.values()) if probe_classes
+                                    else float("nan")),
             "untrained_acc": _mean(list(m.get("init_per_task_acc") or [])[1:]),
             "old_acc": _mean(per_task[: task - 1]) if task > 1 else float("nan"),
+            "task_share": m.get("task_share"),
+            "current_task_mass": m.get("current_task_mass"),
+            "epochs_run": m.get("epochs_run"),
+            "previous_acc_before": m.get("previous_task_acc_before"),
+            **{f"previous_acc_b{k}": by_batch.get(str(k)) for k in ONSET_COLUMN_BATCHES},
+            "previous_acc_mid": by_epoch[(len(by_epoch) - 1) // 2] if by_epoch else None,
+            "previous_acc_end": by_epoch[-1] if by_epoch else None,
+            **{f"log_update_{layer}": _log10(changes.get(layer))
+               for layer in ("fc1", "fc2", "fc3")},
             "acc_til": _mean(list(til)[:task]) if til else float("nan"),
             "ogd_update_alignment_mean": m.get("ogd_update_alignment_mean"),
             "ogd_update_alignment_max": m.get("ogd_update_alignment_max"),
@@ -128,6 +177,23 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
         record.update({f"acc_task{j + 1}": value for j, value in enumerate(per_task)})
         records.append(record)
     return pd.DataFrame(records)
+
+
+def untrained_table(metrics: list[dict]) -> pd.DataFrame:
+    """One row per run: its untrained network (task 0), with the checkpoint table's columns
+    plus probe_acc_after<t> and probe_old_acc_after<t>, the untrained network's probe on the
+    classes seen after task t (all and the earlier tasks' ones): the control of a trained
+    checkpoint's probe_acc and probe_old_acc after task t."""
+    table = checkpoint_table(metrics)
+    for index, m in enumerate(sorted(metrics, key=lambda m: (m["experiment"], m["seed"]))):
+        by_task = list(m.get("probe_acc_by_task") or [])
+        per_class = list(m.get("probe_per_class_acc_by_task") or [])
+        for t, value in enumerate(by_task, start=1):
+            table.loc[index, f"probe_acc_after{t}"] = value
+            table.loc[index, f"probe_old_acc_after{t}"] = (
+                _class_mean(per_class[t - 1], _task_classes(m, t - 1))
+                if t > 1 and t - 1 < len(per_class) else float("nan"))
+    return table
 
 
 def task_columns(table: pd.DataFrame) -> list[str]:
@@ -177,10 +243,38 @@ def _colors(experiments: list[str]) -> dict:
     return colors
 
 
+# Columns whose comparison figure also draws the untrained control (task 0) of the section's
+# first experiment: the probe at each task's classes, the others as one reference level.
+CONTROL_COLUMNS = ("probe_acc", "probe_unseen_acc", "population_sparsity", "probe_all_acc")
+
+
+def control_series(untrained: pd.DataFrame | None, experiment: str, column: str,
+                   tasks: int) -> pd.DataFrame:
+    """The untrained control of `experiment` for `column` after each task 1..`tasks`: rows
+    task, mean, n (over seeds). The probe reads the untrained network at each task's seen
+    classes (`probe_acc_after<t>`); other columns are the same at every task."""
+    empty = pd.DataFrame(columns=["task", "mean", "n"])
+    if untrained is None or untrained.empty or column not in CONTROL_COLUMNS:
+        return empty
+    rows = untrained[untrained["experiment"] == experiment]
+    records = []
+    for t in range(1, tasks + 1):
+        name = f"probe_acc_after{t}" if column == "probe_acc" else column
+        if name not in rows:
+            continue
+        values = pd.to_numeric(rows[name], errors="coerce").dropna()
+        if len(values):
+            records.append({"task": t, "mean": float(values.mean()), "n": len(values)})
+    return pd.DataFrame(records, columns=["task", "mean", "n"]) if records else empty
+
+
 def plot_comparison(table: pd.DataFrame, experiments: list[str], column: str, ylabel: str,
-                    title: str, path: str | Path) -> pd.DataFrame:
+                    title: str, path: str | Path,
+                    untrained: pd.DataFrame | None = None) -> pd.DataFrame:
     """One quantity after each task, one series per experiment on one axis (band: ±1 sd over
-    seeds). Returns the plotted series (see `series_over_seeds`)."""
+    seeds), and for the columns of CONTROL_COLUMNS the untrained network of the first
+    experiment as a dotted grey line. Returns the plotted series (see `series_over_seeds`;
+    the control's rows have experiment `untrained <name>`)."""
     from clexp.figures import _figure, save_figure
 
     series = series_over_seeds(table, experiments, column)
@@ -190,6 +284,21 @@ def plot_comparison(table: pd.DataFrame, experiments: list[str], column: str, yl
                   transform=axis.transAxes)
     else:
         _draw_series(axis, series, _colors(experiments))
+        reference = experiments[0]
+        tasks = int(series["task"].max())
+        control = control_series(untrained, reference, column, max(tasks, 1))
+        if not control.empty:
+            n = int(control["n"].min())
+            label = f"untrained {reference} (task 0, n={n})"
+            if tasks > 1:
+                axis.plot(control["task"], control["mean"], color="grey", linestyle=":",
+                          marker=".", label=label)
+            else:
+                axis.axhline(control["mean"].iloc[0], color="grey", linestyle=":",
+                             label=label)
+            series = pd.concat([series, control.assign(
+                experiment=f"untrained {reference}", num_tasks=tasks, sd=float("nan"))[
+                series.columns]], ignore_index=True)
         tasks = sorted(series.loc[series["num_tasks"] > 1, "task"].unique())
         if tasks:
             axis.set_xticks(tasks)
@@ -311,9 +420,10 @@ def plot_matrix_grid(table: pd.DataFrame, experiments: list[str], title: str,
 
 
 def plot_section(table: pd.DataFrame, experiments: list[str], section: str,
-                 paths: dict[str, str]) -> dict:
-    """Every comparison figure of one section (`paths`: figure name -> file); returns the data
-    behind each figure by name."""
+                 paths: dict[str, str], untrained: pd.DataFrame | None = None) -> dict:
+    """Every comparison figure of one section (`paths`: figure name -> file), with the
+    untrained control where it applies (`plot_comparison`); returns the data behind each
+    figure by name."""
     label = section.replace("_", " ")
     drawn = {}
     for name, path in paths.items():
@@ -326,5 +436,6 @@ def plot_section(table: pd.DataFrame, experiments: list[str], section: str,
                 table, experiments, f"Accuracy matrices (mean over seeds): {label}", path)
         else:
             drawn[name] = plot_comparison(
-                table, experiments, column, ylabel, f"{ylabel.capitalize()}: {label}", path)
+                table, experiments, column, ylabel, f"{ylabel.capitalize()}: {label}", path,
+                untrained)
     return drawn

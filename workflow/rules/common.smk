@@ -55,7 +55,7 @@ ANALYSIS_SEEDS = [s for s in SEEDS if s in config["analysis"]["seeds"]] or SEEDS
 wildcard_constraints:
     experiment="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     seed=r"\d+",
-    task=r"\d+",
+    task=r"[1-9]\d*",  # task 0 is the untrained control (UNTRAINED_METRICS)
 
 
 # ---- path patterns (one place) ----
@@ -68,6 +68,8 @@ RELATIVE_UPDATES = "results/{experiment}/seed{seed}/task{task}/relative_updates.
 GRADIENT_MAPS = "results/{experiment}/seed{seed}/task{task}/gradient_maps.npz"
 METRICS = "results/{experiment}/seed{seed}/task{task}/metrics.json"
 ANALYSIS = "results/{experiment}/seed{seed}/task{task}/analysis.npz"
+# The untrained network of each run, measured like a checkpoint (the control).
+UNTRAINED_METRICS = "results/{experiment}/seed{seed}/task0/metrics.json"
 CHECKPOINT_FIGURES = {
     name: f"results/{{experiment}}/seed{{seed}}/task{{task}}/figures/{name}.png"
     for name in (
@@ -110,6 +112,7 @@ STUDY_FIGURES = {
     for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison")
 }
 CHECKPOINT_TABLE = "results/study/checkpoints.csv"
+UNTRAINED_TABLE = "results/study/untrained.csv"
 FINDINGS = "results/study/findings.csv"
 COMPARISON_FIGURE = "results/study/comparisons/{section}/{figure}.png"
 # section -> experiments compared (seq first), for the sections this run has experiments of
@@ -157,11 +160,14 @@ CODE = {
     "figures": [
         str(SOURCE_DIR / "clexp" / m)
         for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py",
-                          "comparisons.py", "findings.py"]
+                          "comparisons.py"]
     ],
+    # the claims and their statistics: editing a claim reruns only the findings and the report
+    "findings": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["findings.py"]],
     "report": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py"]
+        for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py",
+                          "templates/page.html.j2", "templates/findings.html.j2"]
     ],
 }
 

@@ -103,9 +103,11 @@ rule plot_run_tasks:
 rule checkpoint_table:
     localrule: True
     output:
-        CHECKPOINT_TABLE,
+        checkpoints=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
     input:
         metrics=all_checkpoint_files(METRICS),
+        untrained=all_runs(UNTRAINED_METRICS),
         code=CODE["figures"],
     benchmark:
         f"{BENCHMARK_DIR}/checkpoint_table.tsv"
@@ -135,6 +137,7 @@ rule plot_comparisons:
         ],
     input:
         checkpoints=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
         code=CODE["figures"],
     params:
         groups=COMPARISONS,
@@ -158,8 +161,9 @@ rule findings:
         FINDINGS,
     input:
         checkpoints=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
         summary=SUMMARY,
-        code=CODE["figures"],
+        code=CODE["findings"],
     benchmark:
         f"{BENCHMARK_DIR}/findings.tsv"
     log:

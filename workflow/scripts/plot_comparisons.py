@@ -9,6 +9,7 @@ import pandas as pd  # noqa: E402
 from clexp.comparisons import plot_section  # noqa: E402
 
 table = pd.read_csv(snakemake.input.checkpoints)
+untrained = pd.read_csv(snakemake.input.untrained)
 for section, experiments in snakemake.params.groups.items():
     paths = {name: path for s, name, path in snakemake.params.figures if s == section}
-    plot_section(table, experiments, section, paths)
+    plot_section(table, experiments, section, paths, untrained)
