@@ -152,10 +152,25 @@ def test_checkpoint_table_and_findings_of_the_tiny_run(tiny_run):
     assert seq.loc[5, "acc_task1"] == pytest.approx(last["per_task_acc"][0])
     assert seq.loc[5, "old_acc"] == pytest.approx(np.mean(last["per_task_acc"][:4]))
     found = pd.read_csv(study / "findings.csv").set_index("key")
-    assert set(found["verdict"]) <= {"holds", "does not hold", "not run"}
-    for key in ("seq_forgets", "bn_keeps_representation", "plain_units_die"):
-        assert found.loc[key, "verdict"] != "not run"
-    assert found.loc["ogd_improves_probe", "verdict"] == "not run"
+    # one seed: no interval, so nothing is decided
+    assert set(found["verdict"]) == {"untested (n = 1)", "not run"}
+    for key in ("seq_forgets.1", "bn_keeps_representation.1", "plain_units_die.t1-2",
+                "bn_keeps_representation.2", "probe_above_untrained"):
+        assert found.loc[key, "verdict"] == "untested (n = 1)", key
+        assert found.loc[key, "n"] == 1
+    assert found.loc["ogd_improves_probe.1", "verdict"] == "not run"
+    # the untrained control: one row per run, task 0, the probe at each task's classes
+    untrained = pd.read_csv(study / "untrained.csv")
+    assert sorted(untrained["experiment"]) == ["joint", "seq", "seq_bn"]
+    assert set(untrained["task"]) == {0}
+    control = json.loads((tiny_run / "results/seq/seed0/task0/metrics.json").read_text())
+    row = untrained.set_index("experiment").loc["seq"]
+    assert row["probe_acc_after5"] == pytest.approx(control["probe_acc_by_task"][4])
+    assert row["probe_all_acc"] == pytest.approx(control["probe_all_acc"])
+    assert row["population_sparsity"] == pytest.approx(control["population_sparsity"])
+    # the probe of seq's last checkpoint is compared with it in the findings
+    assert f"untrained seq probe accuracy (seen classes): {control['probe_all_acc']:.3f}" in \
+        found.loc["probe_above_untrained", "evidence"]
 
 
 def test_study_tables(tiny_run):
