@@ -25,9 +25,17 @@ table { display: block; overflow-x: auto; max-width: 100%; }
 table.findings { font-size: 0.8em; }
 table.findings td, table.findings th { text-align: left; vertical-align: top; }
 table.findings td.ev { color: #444; max-width: 28em; }
-tr.holds td.verdict { background: #d7f0d2; font-weight: bold; }
-tr.fails td.verdict { background: #f6d0cc; font-weight: bold; }
-tr.notrun td.verdict { color: #777; }
+table.findings td.finding { max-width: 26em; }
+table.findings td.num { white-space: nowrap; text-align: right; }
+table.findings .section, table.findings .why { font-size: 0.85em; color: #666; }
+table.findings tr.first td { border-top: 2px solid #999; }
+td.verdict, td.pv { font-weight: bold; white-space: nowrap; }
+tr.holds td.verdict, td.pv.holds { background: #d7f0d2; }
+tr.fails td.verdict, td.pv.fails { background: #f6d0cc; }
+tr.inconclusive td.verdict, td.pv.inconclusive { background: #fbefc4; }
+tr.untested td.verdict, td.pv.untested { background: #e4e8f0; }
+tr.notrun td.verdict, td.pv.notrun { color: #777; font-weight: normal; }
+p.method { font-size: 0.85em; color: #444; max-width: 60em; }
 .comparisons figure { display: inline-block; width: 49%; vertical-align: top; margin: 0.3em 0; }
 .comparisons figure.wide { width: 100%; }
 details { margin: 0.3em 0; } summary { cursor: pointer; }
@@ -149,22 +157,23 @@ def section_id(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
+def _templates():
+    """The report's Jinja2 templates (src/clexp/templates), HTML-escaping every value that
+    is not marked safe."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                       autoescape=select_autoescape(["j2", "html"]), undefined=StrictUndefined,
+                       keep_trailing_newline=True)
+
+
 def render_report(title: str, sections: list[tuple[str, str]], intro: str = "") -> str:
-    """The page: a title, the intro (the findings), a table of contents and the sections
-    (title, inner HTML)."""
-    toc = "".join(
-        f'<li><a href="#{section_id(name)}">{html.escape(name)}</a></li>' for name, _ in sections
-    )
-    body = "".join(
-        f'<section id="{section_id(name)}"><h2>{html.escape(name)}</h2>{content}</section>'
-        for name, content in sections
-    )
-    return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{intro}<nav><h2>Contents</h2><ol>{toc}</ol></nav>"
-        f"{body}</body></html>\n"
-    )
+    """The page (templates/page.html.j2): a title, the intro (the findings), a table of
+    contents and the sections (title, inner HTML)."""
+    return _templates().get_template("page.html.j2").render(
+        title=title, style=PAGE_STYLE, intro=intro,
+        sections=[{"id": section_id(name), "name": name, "html": content}
+                  for name, content in sections])
 
 
 # The study's sections and the experiments each one shows, in order. Experiments a user adds
@@ -261,16 +270,18 @@ COMPARISON_CAPTIONS = {
                  "later task. A line that drops to 0 is a task forgotten.",
     "old_tasks": "Mean accuracy on the earlier tasks after each task (0: all forgotten).",
     "probe": "Linear-probe accuracy on h2 over the seen classes: what the representation "
-             "still separates, whatever the head predicts.",
+             "still separates, whatever the head predicts. Dotted grey: the same probe on the "
+             "untrained network (task 0) at the same classes, the control.",
     "sparsity": "Population sparsity (fraction of exact zeros in h1 and h2) after each task; "
-                "rising sparsity means hidden units die.",
+                "rising sparsity means hidden units die. Dotted grey: the untrained network.",
     "matrices": "Accuracy matrices, mean over seeds (row: after task t; column: evaluated "
                 "task).",
     "bias_mean": "Mean bias of the hidden layers (fc1, fc2) after each task.",
     "bias_median": "Median bias of the hidden layers (fc1, fc2) after each task.",
     "val_loss": "Evaluation loss on the seen classes after each task.",
     "probe_unseen": "Probe on the digits not trained yet (forward transfer measured on the "
-                    "representation), after each task before they are trained.",
+                    "representation), after each task before they are trained. Dotted grey: "
+                    "the same probe on the untrained network, the control.",
     "acc_til": "Task-incremental accuracy (logits masked to each task's classes) on the seen "
                "tasks after each task.",
 }
@@ -392,45 +403,66 @@ def _study_table(files: StudyFiles, name: str) -> pd.DataFrame:
     return pd.read_csv(files.paths["study_tables"][name])
 
 
-VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not run": "notrun"}
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "inconclusive",
+                 "untested (n = 1)": "untested", "not run": "notrun"}
+
+
+def _number(value) -> str:
+    return "" if pd.isna(value) else f"{value:.3f}"
 
 
 def findings_html(findings: pd.DataFrame, files: StudyFiles, present: set[str]) -> str:
-    """The findings table (claims that were run) and, folded, the claims not run."""
-    def figure_link(name: str) -> str:
-        section, figure = name.split("/", 1)
+    """The findings table (templates/findings.html.j2): per claim, its verdict and, per
+    part, the effect with its interval and n, the margin, the part's verdict and the
+    evidence; the claims not run folded below."""
+    from clexp.findings import CLAIMS, VERDICTS, multiplicity_note
+
+    why = {claim.key: claim.why for claim in CLAIMS}
+    claims = []
+    for key, rows in findings.groupby(findings["key"].str.split(".").str[0], sort=False):
+        first = rows.iloc[0]
+        section, figure = first["figure"].split("/", 1)
         anchor = comparison_anchor(section, figure)
-        label = f"{section.replace('_', ' ')}: {figure.replace('_', ' ')}"
-        if anchor in present:
-            return f'<a href="#{anchor}">→ {html.escape(label)}</a>'
-        return html.escape(label)
-
-    def rows(frame: pd.DataFrame) -> str:
-        return "".join(
-            f'<tr class="{VERDICT_CLASS[r.verdict]}"><td>{html.escape(r.section)}</td>'
-            f"<td>{html.escape(r.finding)}</td><td class=\"ev\">{html.escape(r.evidence)}</td>"
-            f"<td><code>{html.escape(r.rule)}</code></td>"
-            f'<td class="verdict">{html.escape(r.verdict)}</td>'
-            f"<td>{figure_link(r.figure)}</td></tr>"
-            for r in frame.itertuples()
-        )
-
-    head = ("<tr><th>section</th><th>finding</th><th>evidence (mean ± sd over seeds, n)</th>"
-            "<th>rule</th><th>verdict</th><th>figure</th></tr>")
-    run = findings[findings["verdict"] != "not run"]
-    absent = findings[findings["verdict"] == "not run"]
-    counts = findings["verdict"].value_counts()
-    text = (f"<p><strong>{counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do "
-            f"not hold</strong>, {counts.get('not run', 0)} not run (their experiments are not "
-            f"in this run). Seeds: {', '.join(map(str, files.seeds))}. Evidence: after the "
-            "last task unless said; the verdict applies the rule to the means. From "
-            f"<code>{html.escape(files.paths['findings'])}</code>.</p>")
-    table = f'<table class="findings" id="findings-table">{head}{rows(run)}</table>'
-    folded = ""
-    if not absent.empty:
-        folded = (f"<details><summary>{len(absent)} findings not run</summary>"
-                  f'<table class="findings">{head}{rows(absent)}</table></details>')
-    return f'<section id="findings"><h2>Findings</h2>{text}{table}{folded}</section>'
+        parts = []
+        for row in rows.itertuples():
+            interval = ("" if pd.isna(row.ci_low) else
+                        f" [{_number(row.ci_low)}, {_number(row.ci_high)}]")
+            effect = "" if pd.isna(row.effect) else (
+                f"{_number(row.effect)}{interval} (n={int(row.n)})")
+            parts.append({"effect": effect, "margin": row.comparison,
+                          "verdict": row.verdict, "css": VERDICT_CLASS[row.verdict],
+                          "evidence": row.evidence})
+        claims.append({
+            "key": key, "section": first["section"], "finding": first["finding"],
+            "why": why.get(key, ""), "verdict": first["claim_verdict"],
+            "css": VERDICT_CLASS[first["claim_verdict"]], "parts": parts,
+            "anchor": anchor if anchor in present else "",
+            "figure_label": f"{section.replace('_', ' ')}: {figure.replace('_', ' ')}",
+        })
+    verdicts = pd.Series([c["verdict"] for c in claims], dtype=object)
+    counts = [(v, int((verdicts == v).sum())) for v in VERDICTS if (verdicts == v).any()]
+    chance = multiplicity_note(findings)
+    method_note = (
+        "Each part compares an effect (e.g. the difference of two means over seeds) with a "
+        "margin read from the claim's wording; its interval is the one-sided 95 % bound(s) "
+        "from Student's t over the seeds (paired when both numbers come from the same runs, "
+        "Welch's t for two experiments; sd floored at 0.001 or the claim's own floor). A "
+        "claim holds when all its parts hold at its Holm level, adjusted across the "
+        f"{chance['tested']} claims tested: the chance that any \u201cholds\u201d is "
+        "wrong is at most 5 %. Unadjusted, about "
+        f"{chance['chance_flips']:.1f} of them could hold by chance alone; "
+        f"{chance['lost_to_adjustment']} claims clear their margins at 95 % but not after "
+        "the adjustment, and read inconclusive. \u201cDoes not hold\u201d: a part's "
+        "interval lies wholly on the wrong side of its margin (unadjusted). One seed gives "
+        "\u201cuntested (n = 1)\u201d. Equivalence (|effect| < margin) is tested as two "
+        "one-sided tests. Claims about the representation compare with the untrained "
+        "network (task 0, the same probe protocol). Evidence: after the last task unless "
+        f"said. From {files.paths['findings']}."
+    )
+    return _templates().get_template("findings.html.j2").render(
+        counts=counts, seeds=", ".join(map(str, files.seeds)), method_note=method_note,
+        run=[c for c in claims if c["verdict"] != "not run"],
+        absent=[c for c in claims if c["verdict"] == "not run"])
 
 
 PROTOCOL_SKIP = {"name", "dataset"}
@@ -645,7 +677,8 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
                 for name, content in sections]
     intro = ("<p>Class-incremental Split-MNIST with one 10-way head; every number below is "
              "rebuilt by <code>snakemake --cores 4 results/report.html</code>. Each finding is "
-             "a rule over the numbers (<code>clexp.findings</code>); details are folded."
+             "a set of comparisons with margins, decided by intervals over seeds "
+             "(<code>clexp.findings</code>; how, below the table); details are folded."
              f"{others}</p>" + findings_html(findings, files, present))
     return render_report("clexp: catastrophic forgetting on Split-MNIST", sections, intro)
 
