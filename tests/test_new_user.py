@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -155,22 +156,43 @@ def test_the_default_profile_shows_progress_and_errors_only():
 
 
 @pytest.mark.slow
-def test_the_demo_profile_plans_three_small_experiments(tmp_path):
+def test_the_demo_shows_the_studys_phenomena(tmp_path):
+    """The demo as a new user runs it: every task is learned (so that forgetting means
+    something), and its first findings show forgetting instead of contradicting it."""
     require_data()
     project = make_project(tmp_path / "project", yaml.safe_load(
         (REPO / "config.yaml").read_text()) | {"data_root": str(SHARED_DATA)})
     shutil.copytree(REPO / "profiles", project / "profiles")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "profiles/demo", "-n"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "snakemake", "--profile", "profiles/demo"]
+    result = subprocess.run([*command, "-n"], cwd=project, env=env, capture_output=True,
+                            text=True, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     stats = dict(line.split() for line in output.splitlines()
-                 if line.split() and line.split()[0] in ("train_task", "plot_run"))
-    assert stats == {"train_task": "11", "plot_run": "3"}  # joint 1 + seq 5 + seq_bn 5 tasks
+                 if line.split() and line.split()[0] in ("train_task", "plot_run",
+                                                         "evaluate_untrained"))
+    # joint 1 + seq 5 + seq_bn 5 tasks, three seeds
+    assert stats == {"train_task": "33", "plot_run": "9", "evaluate_untrained": "9"}
     demo = yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text())
     assert demo["data_subset"]["train_images_per_class"] <= 500
+
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    results = project / "results"
+    for experiment, tasks in (("joint", 1), ("seq", 5), ("seq_bn", 5)):
+        for seed in (0, 1, 2):
+            for task in range(1, tasks + 1):
+                log = pd.read_csv(results / experiment / f"seed{seed}/task{task}/train_log.csv")
+                assert log["train_acc"].iloc[-1] >= 0.9, (experiment, seed, task, log)
+    found = pd.read_csv(results / "study/findings.csv").set_index("key")
+    # the first finding reads as the study's phenomenon: never "does not hold"
+    assert set(found.loc[[k for k in found.index if k.startswith("seq_forgets")],
+                         "claim_verdict"]) <= {"holds", "inconclusive"}
+    assert found.loc["seq_forgets.1", "verdict"] == "holds"  # earlier tasks below 0.05
+    assert (found["n"].max()) == 3
+    assert (results / "report.html").stat().st_size > 100_000
 
 
 # ---- the loop benchmark's defaults ----
