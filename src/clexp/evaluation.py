@@ -198,6 +198,8 @@ def evaluate_untrained(run: dict, seed: int, data_path: str | Path, probe_settin
     """The untrained control: the network task 1 of `run` starts from (initialised with
     `seed`, as `clexp.training.new_run` does), measured like a checkpoint (task 0).
 
+    `run` needs `name`, `tasks`, `norm`, `dropout` and `probe_unseen` (and `method` / `ogd`
+    for the method's name): what the untrained network and its measurement depend on.
     Beside the checkpoint metrics it holds `probe_acc_by_task` and
     `probe_per_class_acc_by_task`: the probe on the classes seen after each task 1..T,
     and always `probe_all_acc` (all the run's classes)."""
@@ -207,7 +209,6 @@ def evaluate_untrained(run: dict, seed: int, data_path: str | Path, probe_settin
     data = load_dataset(data_path)
     metrics, _ = measure_network(model, run, seed, 0, data, probe_settings, target, True)
     metrics.update({"epochs_run": 0, "stopped_early": False, "ogd_basis_size": 0,
-                    "config_hash": config_hash(training_config(run)),
                     "method": method_name(run)})
     return metrics
 

@@ -606,6 +606,7 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
             parts.append("<p>How these runs differ from the defaults:</p>" + table_html(rows))
         parts.append(one_task_html(by_experiment, members, files.tasks))
         section_html[name] = parts
+    section_html["Representation strength"].append(untrained_control_html(files, checkpoints))
     section_html["Representation strength"].append(representation_html(files))
     summary_parts: list[str] = []
 
@@ -681,6 +682,44 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
              "(<code>clexp.findings</code>; how, below the table); details are folded."
              f"{others}</p>" + findings_html(findings, files, present))
     return render_report("clexp: catastrophic forgetting on Split-MNIST", sections, intro)
+
+
+def untrained_control_html(files: StudyFiles, checkpoints: pd.DataFrame) -> str:
+    """The untrained control beside the trained network after the last task, per experiment
+    (means over seeds): probe accuracy on the seen classes, on all ten digits, sparsity."""
+    path = files.paths.get("untrained")
+    if not path or not Path(path).exists():
+        return ""
+    untrained = pd.read_csv(path)
+    if untrained.empty:
+        return ""
+    rows = []
+    for experiment in files.experiments:
+        mine = untrained[untrained["experiment"] == experiment]
+        last = checkpoints[(checkpoints["experiment"] == experiment)
+                           & (checkpoints["task"] == files.tasks[experiment])]
+        if mine.empty or last.empty:
+            continue
+        tasks = files.tasks[experiment]
+        rows.append({
+            "experiment": experiment, "seeds": len(mine),
+            "probe, seen classes: untrained": mine[f"probe_acc_after{tasks}"].mean(),
+            "probe, seen classes: trained": last["probe_acc"].mean(),
+            "probe, all ten: untrained": mine["probe_all_acc"].mean(),
+            "sparsity: untrained": mine["population_sparsity"].mean(),
+            "sparsity: trained": last["population_sparsity"].mean(),
+        })
+    if not rows:
+        return ""
+    return (
+        "<p><strong>The untrained control.</strong> The same network before any training "
+        "(initialised with the run's seed, the network task 1 starts from), measured with the "
+        "same instruments and probe protocol (<code>task0/metrics.json</code>, "
+        f"<code>{html.escape(path)}</code>). A linear probe on random features already "
+        "separates digits far above chance (0.1 for ten): a representation \u201csurvives\u201d "
+        "only as far as the trained probe exceeds this one. Means over seeds, after the last "
+        "task.</p>" + table_html(pd.DataFrame(rows))
+    )
 
 
 def representation_html(files: StudyFiles) -> str:

@@ -277,3 +277,13 @@ def training_params(wildcards):
 
 def run_params(wildcards):
     return RUNS[wildcards.experiment]
+
+
+# What the untrained network and its measurement depend on: editing a training setting (lr,
+# epochs, a method option) does not rerun the control.
+UNTRAINED_KEYS = ("name", "tasks", "norm", "dropout", "probe_unseen", "method", "ogd")
+
+
+def untrained_params(wildcards):
+    return {k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS
+            if k in RUNS[wildcards.experiment]}

@@ -31,7 +31,7 @@ rule evaluate_untrained:
         data=DATA_FILE,
         code=CODE["evaluate"],
     params:
-        run=run_params,
+        run=untrained_params,
         probe=config["probe"],
         device=device_param,
     benchmark:

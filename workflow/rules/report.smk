@@ -33,6 +33,7 @@ rule report:
         run_figures=[all_runs(p, ANALYSIS_SEEDS) for p in RUN_FIGURES.values()],
         task_figures=[multi_task_runs(p, ANALYSIS_SEEDS) for p in TASK_FIGURES.values()],
         checkpoint_table=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
         findings=FINDINGS,
         comparisons=[path for _, _, path in comparison_figures()],
         checkpoints=[
@@ -55,6 +56,7 @@ rule report:
             "run_figures": RUN_FIGURES,
             "task_figures": TASK_FIGURES,
             "checkpoints": CHECKPOINT_TABLE,
+            "untrained": UNTRAINED_TABLE,
             "findings": FINDINGS,
             "comparison_figure": COMPARISON_FIGURE,
             "report": REPORT,
