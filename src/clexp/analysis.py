@@ -82,7 +82,10 @@ def saliency_norms(features: np.ndarray, labels: np.ndarray, classes) -> dict[st
     """Per class, ||(mean_c - mean_all) / std_all||: how far the class sits from the crowd.
 
     Units that never vary (std 0, e.g. dead units) carry no information and are left out.
+    No classes (the untrained network has seen none): an empty dict.
     """
+    if len(features) == 0:
+        return {}
     mean_all, std_all = features.mean(axis=0), features.std(axis=0)
     alive = std_all > 0
     return {
