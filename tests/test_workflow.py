@@ -130,6 +130,9 @@ def test_editing_a_probe_setting_reevaluates_without_retraining(tiny_run):
     [
         ("report.py", {"report"}, {"train_task", "evaluate_checkpoint", "summarize"}),
         ("ogd.py", {"train_task", "evaluate_checkpoint", "report"}, {"prepare_data"}),
+        # a claim edited: the findings and the page, no figure
+        ("findings.py", {"findings", "report"},
+         {"plot_comparisons", "plot_run", "checkpoint_table", "evaluate_untrained"}),
     ],
 )
 def test_editing_library_code_reruns_the_jobs_that_use_it(tiny_run, module, expected, untouched):
@@ -158,7 +161,8 @@ def test_touching_library_code_without_changing_it_reruns_nothing(tiny_run):
 
 def test_jobs_depend_on_one_digest_of_their_library_code(tiny_run):
     digests = sorted((tiny_run / "results" / "code").glob("*.sha256"))
-    assert [d.stem for d in digests] == ["data", "evaluate", "figures", "report", "train"]
+    assert [d.stem for d in digests] == ["data", "evaluate", "figures", "findings", "report",
+                                         "train"]
     train = (tiny_run / "results/code/train.sha256").read_text().split()
     assert len(train) == 1 and train[0].startswith("sha256:") and len(train[0]) == 7 + 64
 

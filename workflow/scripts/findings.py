@@ -10,4 +10,5 @@ from clexp.files import write_csv  # noqa: E402
 from clexp.findings import findings_table  # noqa: E402
 
 write_csv(findings_table(pd.read_csv(snakemake.input.checkpoints),
-                         pd.read_csv(snakemake.input.summary)), snakemake.output[0])
+                         pd.read_csv(snakemake.input.summary),
+                         pd.read_csv(snakemake.input.untrained)), snakemake.output[0])
