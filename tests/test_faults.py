@@ -194,6 +194,197 @@ def test_a_saved_checkpoint_round_trips(tmp_path):
     assert load_checkpoint(tmp_path / "c.pt", task=1)["model"]["w"].tolist() == [1.0, 1.0]
 
 
+# ---- damaged method state: refused before it steers training ----
+
+# Settings of each method for the task-1 checkpoints below (small buffers: synthetic data).
+METHOD_SETTINGS = {
+    "naive": {}, "ogd": {"ogd": True}, "ewc": {"method": "ewc"},
+    "online_ewc": {"method": "ewc", "ewc_online": True}, "si": {"method": "si"},
+    "lwf": {"method": "lwf"}, "er": {"method": "er", "buffer_size": 30},
+    "agem": {"method": "agem", "buffer_size": 30, "agem_sample_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def method_checkpoints(tmp_path_factory):
+    """Task-1 checkpoints of every method on synthetic data: name -> (run, data, path)."""
+    folder = tmp_path_factory.mktemp("methods")
+    data = write_synthetic_dataset(folder / "data.npz")
+    made = {}
+    for name, settings in METHOD_SETTINGS.items():
+        run = run_settings(name=name, epochs=1, **settings)
+        path = folder / name / "task1.pt"
+        run_training_task(run, 0, 1, data, path, device="cpu")
+        made[name] = (run, data, path)
+    return made
+
+
+def damage_and_resume(method_checkpoints, name, damage, tmp_path):
+    """Apply `damage` to the method state of `name`'s task-1 checkpoint (a copy), train task 2
+    from it; return the error's text (asserting the error and that nothing was written)."""
+    run, data, original = method_checkpoints[name]
+    path = tmp_path / name / "task1" / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    state = torch.load(original, weights_only=True)
+    damage(state)
+    save_checkpoint(state, path)
+    target = tmp_path / name / "task2" / "checkpoint.pt"
+    with pytest.raises(CheckpointError) as error:
+        run_training_task(run, 0, 2, data, target, previous_checkpoint=path, device="cpu")
+    message = str(error.value)
+    assert message.startswith(f"{path}: the checkpoint is damaged (")
+    assert f"rm {path}" in message and "snakemake --cores N" in message
+    assert not target.parent.exists() or not any(target.parent.iterdir())
+    return message
+
+
+def _keys(state, *keys):
+    for key in keys[:-1]:
+        state = state[key]
+    return state, keys[-1]
+
+
+def drop(*keys):
+    def damage(state):
+        parent, key = _keys(state, *keys)
+        del parent[key]
+    return damage
+
+
+def replace(*keys, value):
+    def damage(state):
+        parent, key = _keys(state, *keys)
+        parent[key] = value(parent[key]) if callable(value) else value
+    return damage
+
+
+def _poison(tensor):
+    tensor = tensor.clone()
+    tensor.view(-1)[0] = float("nan")
+    return tensor
+
+
+def _other_class_indices(labels):
+    """Point each stored index at an image of another class (the labels stay)."""
+    def damage(state):
+        buffer = state["method_state"]["buffer"]
+        others = [int(i) for i in (labels != buffer["labels"][0]).nonzero().flatten()]
+        buffer["indices"] = torch.tensor(others[: len(buffer["indices"])])
+    return damage
+
+
+def _with_train_labels(method_checkpoints, name):
+    from clexp.data import load_dataset
+
+    return torch.from_numpy(load_dataset(method_checkpoints[name][1])["train_labels"])
+
+
+STATEFUL = [name for name in METHOD_SETTINGS if name != "naive"]
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_a_checkpoint_without_method_state_is_refused(method_checkpoints, name, tmp_path):
+    def damage(state):
+        del state["method_state"]
+        state.pop("ogd_basis", None)  # OGD's pre-method-state copy of its basis
+
+    message = damage_and_resume(method_checkpoints, name, damage, tmp_path)
+    assert "method_state is missing" in message
+
+
+def test_naive_training_keeps_no_state_and_resumes_without_it(method_checkpoints, tmp_path):
+    run, data, original = method_checkpoints["naive"]
+    state = torch.load(original, weights_only=True)
+    del state["method_state"]
+    save_checkpoint(state, tmp_path / "task1.pt")
+    run_training_task(run, 0, 2, data, tmp_path / "task2.pt",
+                      previous_checkpoint=tmp_path / "task1.pt", device="cpu")
+    assert (tmp_path / "task2.pt").is_file()
+
+
+@pytest.mark.parametrize(("name", "damage", "expected"), [
+    ("ogd", drop("method_state", "basis"), "basis is missing"),
+    ("ogd", replace("method_state", "basis", value=lambda b: b * 2), "not orthonormal"),
+    ("ogd", replace("method_state", "basis", value=lambda b: b[:, :100]), "has shape (1, 100)"),
+    ("ewc", drop("method_state", "fishers"), "fishers is missing"),
+    ("ewc", replace("method_state", "fishers", value=lambda f: -1e6 * f),
+     "fishers holds negative values"),
+    ("ewc", replace("method_state", "fishers", value=_poison), "fishers holds NaN or infinite"),
+    ("ewc", replace("method_state", "fishers", value=lambda f: torch.cat([f, f], dim=1)),
+     "fishers has shape (1, 210428), expected (1, 105214)"),
+    ("ewc", replace("method_state", "fishers", value=torch.zeros_like), "all zero"),
+    ("ewc", replace("method_state", "anchors", value="weights.bin"), "anchors is a str"),
+    ("online_ewc", replace("method_state", "fishers", value=lambda f: torch.cat([f, f])),
+     "fishers has shape (2, 105214), expected (1, 105214)"),
+    ("si", drop("method_state", "importance"), "importance is missing"),
+    ("si", replace("method_state", "importance", value=lambda f: -f - 1),
+     "importance holds negative values"),
+    ("si", replace("method_state", "importance", value=_poison), "NaN or infinite"),
+    ("si", replace("method_state", "anchor", value="anchor"), "anchor is a str"),
+    ("lwf", drop("method_state", "previous_model"), "previous_model (the snapshot"),
+    ("lwf", drop("method_state", "previous_model", "fc1.weight"), "missing: ['fc1.weight']"),
+    ("lwf", replace("method_state", "previous_model", "fc2.bias", value=_poison),
+     "previous_model.fc2.bias holds NaN"),
+    ("er", drop("method_state", "buffer"), "buffer is missing"),
+    ("er", replace("method_state", "buffer", "indices", value=lambda i: i + 10_000_000),
+     "point outside the training split"),
+    ("er", replace("method_state", "buffer", "labels", value=lambda y: y.flip(0)),
+     "stored labels differ from the dataset's"),
+    ("er", replace("method_state", "buffer", "size", value=7), "buffer.size is 7, expected 30"),
+    ("agem", replace("method_state", "buffer", "indices", value=lambda i: i[:0]),
+     "buffer holds 0 indices but 30 labels"),
+    ("naive", replace("method_state", "generator", value=lambda g: g[:10]),
+     "generator has shape (10,)"),
+    ("naive", replace("model", "fc1.weight", value=_poison), "model.fc1.weight holds NaN"),
+    ("naive", replace("model", "fc1.weight", value=lambda w: w[:10]), "model.fc1.weight has"),
+    ("naive", replace("optimizer", "state", 0, "exp_avg", value=_poison),
+     "optimizer.state.0.exp_avg holds NaN"),
+    ("naive", drop("shuffle_rng"), "KeyError: 'shuffle_rng'"),
+    ("naive", replace("init_per_task_acc", value=[0.1]), "init_per_task_acc has 1 values"),
+])
+def test_damaged_state_is_refused_naming_the_file_the_fault_and_the_fix(
+        method_checkpoints, name, damage, expected, tmp_path):
+    message = damage_and_resume(method_checkpoints, name, damage, tmp_path)
+    assert expected in message, message
+
+
+def test_a_buffer_of_other_classes_images_or_an_emptied_buffer_is_refused(method_checkpoints,
+                                                                         tmp_path):
+    labels = _with_train_labels(method_checkpoints, "er")
+    message = damage_and_resume(method_checkpoints, "er", _other_class_indices(labels),
+                                tmp_path / "moved")
+    assert "stored labels differ from the dataset's labels" in message
+
+    def empty(state):
+        buffer = state["method_state"]["buffer"]
+        buffer["indices"], buffer["labels"] = buffer["indices"][:0], buffer["labels"][:0]
+
+    message = damage_and_resume(method_checkpoints, "er", empty, tmp_path / "empty")
+    assert "buffer holds no images (class: images); after task 1 it holds {1: 15, 2: 15}" \
+        in message
+
+
+def test_a_nan_in_loaded_state_is_damage_not_divergence(method_checkpoints, tmp_path):
+    message = damage_and_resume(
+        method_checkpoints, "ewc", replace("method_state", "fishers", value=_poison), tmp_path)
+    assert "lower the learning rate" not in message and "diverged" not in message
+
+
+def test_every_registered_method_with_state_is_in_the_damage_tests():
+    from clexp.methods.registry import method_class, method_name, method_names
+
+    covered = {method_name(run_settings(**s)) for s in METHOD_SETTINGS.values()}
+    assert set(method_names()) <= covered
+    assert all(method_class(n).requires_state for n in method_names() if n != "naive")
+
+
+def test_a_method_that_checkpoints_state_must_declare_its_checks():
+    from clexp.methods.base import Method
+
+    with pytest.raises(TypeError, match="no check_state"):
+        type("Unchecked", (Method,), {"state_dict": lambda self: {}})
+
+
 # ---- disk writes ----
 
 
