@@ -385,6 +385,55 @@ def test_a_method_that_checkpoints_state_must_declare_its_checks():
         type("Unchecked", (Method,), {"state_dict": lambda self: {}})
 
 
+# ---- the smallest data subsets the schema allows ----
+
+
+def test_the_smallest_subsets_build_the_report(tmp_path):
+    """Two training and one evaluation image per class: one batch per task, t-SNE of two
+    points (fewer than its default perplexity needs)."""
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 2, "eval_images_per_class": 1},
+                         tasks=[[1, 2], [3, 4]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((project / "results/seq/seed0/task2/metrics.json").read_text())
+    assert metrics["classes_seen"] == [1, 2, 3, 4]
+
+
+def test_one_training_image_in_a_task_is_rejected_before_any_job(tmp_path):
+    config = tiny_config(data_subset={"train_images_per_class": 1, "eval_images_per_class": 1},
+                         tasks=[[1], [2]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode != 0
+    assert ("data_subset.train_images_per_class: 1 leaves experiment seq's task of class [1] "
+            "one training image") in result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_training_on_fewer_than_two_images_says_why_instead_of_dividing_by_zero():
+    from clexp.model import MLP
+    from clexp.training import build_optimizer, train_task
+
+    model = MLP()
+    run = run_settings(epochs=1)
+    with pytest.raises(ConfigError, match=r"task 1: 1 training image\(s\), and a batch needs "
+                                          r"at least two"):
+        train_task(model, build_optimizer(model, run, 1), torch.zeros(1, 784),
+                   torch.zeros(1, dtype=torch.int64), run, torch.Generator().manual_seed(0))
+
+
+def test_tsne_of_fewer_points_than_its_perplexity_needs():
+    import numpy as np
+
+    from clexp.analysis import tsne_embedding
+
+    for count in (1, 2, 3):
+        points = tsne_embedding(np.random.default_rng(0).random((count, 8)), iterations=250)
+        assert points.shape == (count, 2) and np.isfinite(points).all()
+
+
 # ---- disk writes ----
 
 

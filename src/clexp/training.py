@@ -19,7 +19,7 @@ from torch import nn
 from clexp.checkpoint import damaged_checkpoint, load_checkpoint, save_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import class_mask, fixed_sample, load_dataset
-from clexp.errors import DivergenceError, StateError
+from clexp.errors import ConfigError, DivergenceError, StateError
 from clexp.methods.base import Method, Naive, StateContext, TaskContext, check_model_like
 from clexp.methods.registry import build_method
 from clexp.model import MLP, build_model
@@ -257,6 +257,11 @@ def train_task(
         context = TaskContext(task=task, tasks=run["tasks"], images=images, labels=labels,
                               indices=np.arange(len(labels)), train_images=np.zeros((0, 784)),
                               train_labels=labels.cpu().numpy(), batch_size=run["batch_size"])
+    if len(labels) < 2:
+        raise ConfigError(
+            f"{where} task {task}: {len(labels)} training image(s), and a batch needs at least "
+            "two (BatchNorm cannot normalise one); raise data_subset.train_images_per_class."
+        )
     method.start_task(context)
     threshold = run["stop_at_train_acc"]
     max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
