@@ -434,6 +434,63 @@ def test_tsne_of_fewer_points_than_its_perplexity_needs():
         assert points.shape == (count, 2) and np.isfinite(points).all()
 
 
+# ---- the report's timing table reads only its own run ----
+
+
+def _timing_rows(report: Path) -> dict:
+    """rule -> jobs, from the report's "Where the time goes" table."""
+    page = report.read_text()
+    section = page[page.index('id="where-the-time-goes"'):]
+    section = section[: section.index("</section>")]
+    return {rule: int(jobs) for rule, jobs in
+            re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>(\d+)</td>", section)}, section
+
+
+def test_the_timing_table_counts_only_this_runs_jobs_and_names_a_bad_file(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2], [3, 4]],
+                         experiments={"seq": {"epochs": 1}, "seq_ln": {"norm": "layer",
+                                                                        "epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    assert snakemake(project, "results/report.html").returncode == 0
+    rows, _ = _timing_rows(project / "results/report.html")
+    assert rows["train_task"] == 4
+    benchmarks = project / "results/benchmarks"
+    stray = benchmarks / "train_task/stray.tsv"
+    stray.write_text("s\th:m:s\tmax_rss\n9999\t2:46:39\t1\n")
+    (benchmarks / "notes.tsv").mkdir()
+    (benchmarks / "prepare_data.tsv").write_text("")  # a job of this run: named, not read
+    # a subset in the folder that holds both experiments' files
+    result = snakemake(project, "results/report.html", "--config", "selected_experiments=[seq]")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows, section = _timing_rows(project / "results/report.html")
+    assert rows["train_task"] == 2 and rows["evaluate_checkpoint"] == 2
+    assert "prepare_data" not in rows and "9999" not in section and "stray" not in section
+    assert "results/benchmarks/prepare_data.tsv: not a benchmark table (EmptyDataError" in section
+
+
+def test_the_report_is_given_the_benchmark_file_of_every_job_of_its_dag(tmp_path):
+    config = tiny_config(seeds=[0, 1], analysis={"seeds": [1]}, tasks=[[1, 2], [3, 4]],
+                         experiments={"seq": {}, "joint": {"joint": True}})
+    project = make_project(tmp_path / "project", config)
+    with open(project / "Snakefile", "a") as snakefile:  # show what the report is given
+        snakefile.write('\nprint("BENCHMARKS", json.dumps(run_benchmarks()))\n')
+    (project / "Snakefile").write_text("import json\n" + (project / "Snakefile").read_text())
+    result = snakemake(project, "-n", "--forceall", "results/report.html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(re.search(r"^BENCHMARKS (.*)$", result.stdout, re.M).group(1))
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
+    planned = {rule: int(n) for rule, n in planned.items()
+               if rule not in ("total", "all", "report", "code_digest")}
+    counted: dict[str, int] = {}
+    for path in listed:
+        rule = Path(path).relative_to("results/benchmarks").parts[0].removesuffix(".tsv")
+        counted[rule] = counted.get(rule, 0) + 1
+    assert counted == planned
+    assert len(set(listed)) == len(listed)
+
+
 # ---- disk writes ----
 
 

@@ -124,6 +124,22 @@ REPORT = "results/report.html"
 SOON = 1
 LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
+# Each rule's `benchmark:` file (seconds and memory of one job; the report's timing table).
+BENCHMARKS = {
+    **{
+        name: f"{BENCHMARK_DIR}/{name}/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+        for name in ("train_task", "evaluate_checkpoint", "analyze_checkpoint", "plot_checkpoint")
+    },
+    **{
+        name: f"{BENCHMARK_DIR}/{name}/{{experiment}}/seed{{seed}}.tsv"
+        for name in ("plot_run", "plot_run_tasks")
+    },
+    **{
+        name: f"{BENCHMARK_DIR}/{name}.tsv"
+        for name in ("prepare_data", "summarize", "checkpoint_table", "plot_comparisons",
+                     "findings", "plot_study", "report")
+    },
+}
 CONDA_ENV = "../envs/clexp.yaml"
 
 
@@ -234,6 +250,23 @@ def protocol_settings():
     defaults = dict(DEFAULT_OPTIONS, **(config["defaults"] or {}))
     defaults["tasks"] = config["tasks"]
     return {"defaults": defaults, "experiments": RUNS}
+
+
+def run_benchmarks():
+    """The benchmark files of the jobs this run's report depends on (the report's own is not
+    written yet): what its timing table reads, so that files of experiments built earlier in
+    this folder, or stray files, are not counted."""
+    files = [BENCHMARKS[rule] for rule in ("prepare_data", "summarize", "checkpoint_table",
+                                           "findings", "plot_study")]
+    if comparison_figures():
+        files.append(BENCHMARKS["plot_comparisons"])
+    for rule in ("train_task", "evaluate_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[rule])
+    for rule in ("analyze_checkpoint", "plot_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[rule], ANALYSIS_SEEDS)
+    files += all_runs(BENCHMARKS["plot_run"])
+    files += multi_task_runs(BENCHMARKS["plot_run_tasks"], ANALYSIS_SEEDS)
+    return files
 
 
 def all_experiment_settings():
