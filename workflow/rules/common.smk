@@ -125,20 +125,22 @@ SOON = 1
 LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
 # Each rule's `benchmark:` file (seconds and memory of one job; the report's timing table).
+_PER_CHECKPOINT = "{experiment}/seed{seed}/task{task}"
+_PER_RUN = "{experiment}/seed{seed}"
 BENCHMARKS = {
-    **{
-        name: f"{BENCHMARK_DIR}/{name}/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
-        for name in ("train_task", "evaluate_checkpoint", "analyze_checkpoint", "plot_checkpoint")
-    },
-    **{
-        name: f"{BENCHMARK_DIR}/{name}/{{experiment}}/seed{{seed}}.tsv"
-        for name in ("plot_run", "plot_run_tasks")
-    },
-    **{
-        name: f"{BENCHMARK_DIR}/{name}.tsv"
-        for name in ("prepare_data", "summarize", "checkpoint_table", "plot_comparisons",
-                     "findings", "plot_study", "report")
-    },
+    "train_task": f"{BENCHMARK_DIR}/train_task/{_PER_CHECKPOINT}.tsv",
+    "evaluate_checkpoint": f"{BENCHMARK_DIR}/evaluate_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "analyze_checkpoint": f"{BENCHMARK_DIR}/analyze_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "plot_checkpoint": f"{BENCHMARK_DIR}/plot_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "plot_run": f"{BENCHMARK_DIR}/plot_run/{_PER_RUN}.tsv",
+    "plot_run_tasks": f"{BENCHMARK_DIR}/plot_run_tasks/{_PER_RUN}.tsv",
+    "prepare_data": f"{BENCHMARK_DIR}/prepare_data.tsv",
+    "summarize": f"{BENCHMARK_DIR}/summarize.tsv",
+    "checkpoint_table": f"{BENCHMARK_DIR}/checkpoint_table.tsv",
+    "plot_comparisons": f"{BENCHMARK_DIR}/plot_comparisons.tsv",
+    "findings": f"{BENCHMARK_DIR}/findings.tsv",
+    "plot_study": f"{BENCHMARK_DIR}/plot_study.tsv",
+    "report": f"{BENCHMARK_DIR}/report.tsv",
 }
 CONDA_ENV = "../envs/clexp.yaml"
 
@@ -256,14 +258,14 @@ def run_benchmarks():
     """The benchmark files of the jobs this run's report depends on (the report's own is not
     written yet): what its timing table reads, so that files of experiments built earlier in
     this folder, or stray files, are not counted."""
-    files = [BENCHMARKS[rule] for rule in ("prepare_data", "summarize", "checkpoint_table",
+    files = [BENCHMARKS[name] for name in ("prepare_data", "summarize", "checkpoint_table",
                                            "findings", "plot_study")]
     if comparison_figures():
         files.append(BENCHMARKS["plot_comparisons"])
-    for rule in ("train_task", "evaluate_checkpoint"):
-        files += all_checkpoint_files(BENCHMARKS[rule])
-    for rule in ("analyze_checkpoint", "plot_checkpoint"):
-        files += all_checkpoint_files(BENCHMARKS[rule], ANALYSIS_SEEDS)
+    for name in ("train_task", "evaluate_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[name])
+    for name in ("analyze_checkpoint", "plot_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[name], ANALYSIS_SEEDS)
     files += all_runs(BENCHMARKS["plot_run"])
     files += multi_task_runs(BENCHMARKS["plot_run_tasks"], ANALYSIS_SEEDS)
     return files
