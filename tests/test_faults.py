@@ -385,6 +385,30 @@ def test_a_method_that_checkpoints_state_must_declare_its_checks():
         type("Unchecked", (Method,), {"state_dict": lambda self: {}})
 
 
+def test_a_damaged_method_state_fails_the_job_and_the_advice_rebuilds_it(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2], [3, 4]],
+                         experiments={"er": {"method": "er", "buffer_size": 10, "epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    first = "results/er/seed0/task1/checkpoint.pt"
+    assert snakemake(project, first).returncode == 0
+    state = torch.load(project / first, weights_only=True)
+    del state["method_state"]  # before: task 2 trained without replay and exited 0
+    save_checkpoint(state, project / first)
+    second = project / "results/er/seed0/task2"
+    result = snakemake(project, str(second.relative_to(project) / "checkpoint.pt"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{first}: the checkpoint is damaged (method_state is missing" in output
+    assert not (second / "checkpoint.pt").exists() and not (second / "train_log.csv").exists()
+    advice = re.search(r"\(rm (\S+)\)", output).group(1)
+    (project / advice).unlink()
+    result = snakemake(project, str(second.relative_to(project) / "checkpoint.pt"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (second / "checkpoint.pt").is_file()
+
+
 # ---- the smallest data subsets the schema allows ----
 
 
