@@ -348,6 +348,19 @@ def test_damaged_state_is_refused_naming_the_file_the_fault_and_the_fix(
     assert expected in message, message
 
 
+def test_evaluating_a_checkpoint_with_damaged_weights_names_the_file(method_checkpoints,
+                                                                      tmp_path):
+    from clexp.evaluation import restore_model
+
+    run, _, original = method_checkpoints["naive"]
+    state = torch.load(original, weights_only=True)
+    state["model"]["fc2.weight"] = _poison(state["model"]["fc2.weight"])
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"damaged \(model.fc2.weight holds NaN") as error:
+        restore_model(run, 0, 1, tmp_path / "checkpoint.pt", device="cpu")
+    assert f"rm {tmp_path / 'checkpoint.pt'}" in str(error.value)
+
+
 def test_a_buffer_of_other_classes_images_or_an_emptied_buffer_is_refused(method_checkpoints,
                                                                          tmp_path):
     labels = _with_train_labels(method_checkpoints, "er")

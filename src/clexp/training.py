@@ -445,12 +445,12 @@ def resume_run(run: dict, seed: int, task: int, state: dict, target: torch.devic
     not as divergence.
     """
     model = build_model(run).to(target)
-    method = build_method(run, model, seed)
     try:
         check_model_like(state.get("model"), model.state_dict(), "model")
         model.load_state_dict(state["model"])
         optimizer = build_optimizer(model, run, state["task"] + 1)
         optimizer.load_state_dict(state["optimizer"])
+        method = build_method(run, model, seed)
         for key, value in state["optimizer"]["state"].items():
             for name, tensor in value.items():
                 if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
