@@ -11,6 +11,10 @@ and `shuffle_rng` (generator states), `cuda_rng` (a list of per-GPU generator st
 in checkpoints written on CUDA), `run` (the resolved training settings), `config_hash`,
 `experiment`, `seed`, `task` (1-based), `epochs_run`, `stopped_early`, `init_per_task_acc`
 (the untrained network's accuracy per task, for FWT), `clexp_version`.
+
+`load_checkpoint` checks that the file is readable and belongs to the run; what it holds is
+checked where it is used (`clexp.training.resume_run`: the model's and optimizer's tensors and
+the method's `check_state`), and every such error ends with `rebuild_advice`.
 """
 
 from __future__ import annotations
