@@ -54,6 +54,14 @@ from helpers import run_settings, write_synthetic_dataset
         (lambda c: c["data_subset"].update(train_images_per_class=50.0),
          "data_subset.train_images_per_class: expected integer, got float 50.0"),
         (lambda c: c["experiments"].update({"..": {}}), "experiments: '..' is not a valid name"),
+        # accepted before, and changed nothing but the config hash
+        (lambda c: c["experiments"].update(e={"method": "ewc", "ewc_gamma": 0}),
+         "experiments.e.ewc_gamma: 0 decays online EWC's running Fisher and acts only with "
+         "ewc_online: true"),
+        (lambda c: c["experiments"].update(p={"probe_unseen": [1]}),
+         "experiments.p.probe_unseen: class(es) [1] are trained in the first task"),
+        (lambda c: c["experiments"].update(p={"probe_unseen": [9]}),
+         "experiments.p.probe_unseen: [9] names one class"),
     ],
 )
 def test_bad_config_fails_before_any_job_runs(tmp_path, change, message):
