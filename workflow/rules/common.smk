@@ -132,6 +132,7 @@ BENCHMARKS = {
     "evaluate_checkpoint": f"{BENCHMARK_DIR}/evaluate_checkpoint/{_PER_CHECKPOINT}.tsv",
     "analyze_checkpoint": f"{BENCHMARK_DIR}/analyze_checkpoint/{_PER_CHECKPOINT}.tsv",
     "plot_checkpoint": f"{BENCHMARK_DIR}/plot_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "evaluate_untrained": f"{BENCHMARK_DIR}/evaluate_untrained/{_PER_RUN}.tsv",
     "plot_run": f"{BENCHMARK_DIR}/plot_run/{_PER_RUN}.tsv",
     "plot_run_tasks": f"{BENCHMARK_DIR}/plot_run_tasks/{_PER_RUN}.tsv",
     "prepare_data": f"{BENCHMARK_DIR}/prepare_data.tsv",
@@ -266,7 +267,7 @@ def run_benchmarks():
         files += all_checkpoint_files(BENCHMARKS[name])
     for name in ("analyze_checkpoint", "plot_checkpoint"):
         files += all_checkpoint_files(BENCHMARKS[name], ANALYSIS_SEEDS)
-    files += all_runs(BENCHMARKS["plot_run"])
+    files += all_runs(BENCHMARKS["evaluate_untrained"]) + all_runs(BENCHMARKS["plot_run"])
     files += multi_task_runs(BENCHMARKS["plot_run_tasks"], ANALYSIS_SEEDS)
     return files
 

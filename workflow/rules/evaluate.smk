@@ -35,7 +35,7 @@ rule evaluate_untrained:
         probe=config["probe"],
         device=device_param,
     benchmark:
-        f"{BENCHMARK_DIR}/evaluate_untrained/{{experiment}}/seed{{seed}}.tsv"
+        BENCHMARKS["evaluate_untrained"]
     log:
         f"{LOG_DIR}/evaluate_untrained/{{experiment}}/seed{{seed}}.log",
     conda:
