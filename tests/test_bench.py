@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clexp.bench import bench_loop, rule_time_table, run_time_table, train_eval_seconds_per_run
 from clexp.jobserver import JOB_USAGE_PREFIX, job_usage
 
@@ -65,6 +67,48 @@ def test_job_usage_is_none_without_the_line(tmp_path):
     log.write_text("nothing here\n")
     assert job_usage(log) is None
     assert job_usage(tmp_path / "missing.log") is None
+
+
+def test_rule_table_reads_only_the_files_it_is_given(tmp_path):
+    benchmarks = tmp_path / "results/benchmarks"
+    ours = [benchmarks / f"train_task/seq/seed0/task{t}.tsv" for t in (1, 2)]
+    for path in ours:
+        write_benchmark(path, 2.0, 30.0)
+    # an experiment built earlier in this folder, a stray table, a folder named like a table
+    write_benchmark(benchmarks / "train_task/old/seed0/task1.tsv", 3.0, 30.0)
+    write_benchmark(benchmarks / "train_task/stray.tsv", 9999.0, 30.0)
+    (benchmarks / "notes.tsv").mkdir()
+    missing = benchmarks / "summarize.tsv"  # listed, not written (yet): skipped
+    table = rule_time_table(benchmarks, files=[*ours, missing]).set_index("rule")
+    assert list(table.index) == ["train_task"]
+    assert table.loc["train_task", "jobs"] == 2 and table.loc["train_task", "total_s"] == 4.0
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("", "EmptyDataError"),
+    (TSV_HEADER, "no row with a column 's'"),
+    ("junk\n", "no row with a column 's'"),
+    (TSV_HEADER.replace("s\t", "x\t", 1) + "1\t0\t1\t1\t1\t1\t0\t0\t50\t1\n",
+     "no row with a column 's'"),
+    (TSV_HEADER + "nan\t0:00:01\t1\t1\t1\t1\t0\t0\t50\t1\n", "s is"),
+    (None, "IsADirectoryError"),
+])
+def test_a_malformed_benchmark_file_is_named(tmp_path, content, reason):
+    benchmarks = tmp_path / "benchmarks"
+    write_benchmark(benchmarks / "train_task/seq/seed0/task1.tsv", 2.0, 30.0)
+    bad = benchmarks / "summarize.tsv"
+    if content is None:
+        bad.mkdir()
+    else:
+        bad.write_text(content)
+    files = [benchmarks / "train_task/seq/seed0/task1.tsv", bad]
+    with pytest.raises(ValueError, match=f"{bad}: not a benchmark table") as error:
+        rule_time_table(benchmarks, files=files)
+    assert reason in str(error.value)
+    unreadable: list[str] = []
+    table = rule_time_table(benchmarks, files=files, unreadable=unreadable)
+    assert list(table["rule"]) == ["train_task"]
+    assert len(unreadable) == 1 and unreadable[0].startswith(f"{bad}: not a benchmark table")
 
 
 def test_loop_benchmark_reports_every_loop_and_the_ratios(tmp_path):

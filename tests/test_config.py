@@ -305,10 +305,20 @@ def test_number_strings_from_nested_command_line_values_become_numbers():
     normalize_config(config)
     assert config["data_subset"]["train_images_per_class"] == 50
     assert config["defaults"]["lr"] == 0.001
-    config["defaults"]["epochs"] = "2.5"  # not an integer: stays text, which the schema rejects
+    config["defaults"]["epochs"] = "2.5"  # a number, not a whole one: the schema says so
     normalize_config(config)
-    with pytest.raises(ConfigError, match=r"defaults.epochs: expected integer, got str '2.5'"):
+    with pytest.raises(ConfigError, match=r"defaults.epochs: expected integer, got the number "
+                                          r"2.5; give a whole number"):
         validate_config(config)
+
+
+def test_a_number_typed_where_an_integer_belongs_is_called_a_number(tmp_path):
+    project = make_project(tmp_path / "project", tiny_config())
+    result = snakemake(project, "-n", "--config", "seeds=[0.5]")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "seeds.0: expected integer, got the number 0.5; give a whole number" in output
+    assert "got str" not in output
 
 
 def test_device_cuda_without_cuda_is_rejected_naming_the_key(monkeypatch):
@@ -422,3 +432,74 @@ def test_the_study_has_the_baselines_with_the_protocol_of_seq():
     assert resolve_experiment(config, "online_ewc")["ewc_online"] is True
     assert resolve_experiment(config, "ewc")["ewc_online"] is False
     assert resolve_experiment(config, "er")["buffer_size"] == 500
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda e: e.update(a={"method": "ewc", "ewc_gamma": 0}),
+         r"experiments.a.ewc_gamma: 0 decays online EWC's running Fisher and acts only with "
+         r"ewc_online: true; remove it."),
+        (lambda e: e.update(a={"probe_unseen": [1]}),
+         r"experiments.a.probe_unseen: class\(es\) \[1\] are trained in the first task"),
+        (lambda e: e.update(a={"probe_unseen": [9]}),
+         r"experiments.a.probe_unseen: \[9\] names one class; a probe separates at least two"),
+        (lambda e: e.update(a={"joint": True, "probe_unseen": [9, 0]}),
+         r"experiments.a.probe_unseen: class\(es\) \[0, 9\] are trained in the first task"),
+        (lambda e: e.update(a={"momentum": 0.9}),
+         r"experiments.a.momentum: 0.9 acts only with optimizer: sgd"),
+        (lambda e: e.update(a={"max_epochs": 10}),
+         r"experiments.a.max_epochs: 10 acts only with stop_at_train_acc"),
+        (lambda e: e.update(a={"stop_at_train_acc": 0.9, "epochs": 3}),
+         r"experiments.a.epochs: 3 is not used with stop_at_train_acc"),
+        (lambda e: e.update(a={"joint": True, "lr_factor_after_first_task": 0.2}),
+         r"experiments.a.lr_factor_after_first_task: 0.2 acts from the second task on"),
+        (lambda e: e.update(a={"joint": True, "reset_optimizer": True}),
+         r"experiments.a.reset_optimizer: True acts from the second task on"),
+        (lambda e: e.update(a={"joint": True, "method": "ewc"}),
+         r"experiments.a.method: ewc acts between tasks, and this experiment trains one task"),
+        (lambda e: e.update(a={"tasks": [[1, 2]], "ogd": True}),
+         r"experiments.a.ogd: ogd acts between tasks"),
+        (lambda e: e.update(a={"method": "si", "si_c": 0}),
+         r"experiments.a.si_c: 0 turns si off \(it trains as method: naive\)"),
+        (lambda e: e.update(a={"method": "agem", "buffer_size": 100, "agem_sample_size": 200}),
+         r"experiments.a.agem_sample_size: 200 is more than buffer_size \(100\)"),
+    ],
+)
+def test_options_that_cannot_act_are_rejected_naming_the_key(change, message):
+    config = validated(STUDY)
+    change(config["experiments"])
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_an_option_that_cannot_act_set_in_defaults_says_so():
+    config = validated(STUDY)
+    config["defaults"]["momentum"] = 0.5
+    with pytest.raises(ConfigError, match=r"experiments.joint.momentum: 0.5 \(set in defaults\) "
+                                          r"acts only with optimizer: sgd"):
+        check_config(config)
+
+
+def test_options_that_act_are_accepted():
+    config = validated(STUDY)
+    config["experiments"].update(
+        online={"method": "ewc", "ewc_online": True, "ewc_gamma": 0.5},
+        sgd={"optimizer": "sgd", "momentum": 0.9},
+        stop={"stop_at_train_acc": 0.9, "max_epochs": 10},
+        late={"probe_unseen": [7, 8, 9, 0]},
+        never_trained={"tasks": [[1, 2], [3, 4]], "probe_unseen": [5, 6]},
+        agem={"method": "agem", "buffer_size": 100, "agem_sample_size": 100},
+    )
+    check_config(config)  # and every experiment of config.yaml, above: seq_bn probes [9, 0]
+
+
+def test_a_task_of_one_training_image_is_rejected_before_any_job():
+    config = validated(STUDY)
+    config["data_subset"]["train_images_per_class"] = 1
+    check_config(config)  # every task of the study has two classes: two images
+    config["experiments"]["single"] = {"tasks": [[1], [2, 3]]}
+    with pytest.raises(ConfigError, match=r"data_subset.train_images_per_class: 1 leaves "
+                                          r"experiment single's task of class \[1\] one training "
+                                          r"image, and a batch needs two"):
+        check_config(config)

@@ -54,6 +54,14 @@ from helpers import run_settings, write_synthetic_dataset
         (lambda c: c["data_subset"].update(train_images_per_class=50.0),
          "data_subset.train_images_per_class: expected integer, got float 50.0"),
         (lambda c: c["experiments"].update({"..": {}}), "experiments: '..' is not a valid name"),
+        # accepted before, and changed nothing but the config hash
+        (lambda c: c["experiments"].update(e={"method": "ewc", "ewc_gamma": 0}),
+         "experiments.e.ewc_gamma: 0 decays online EWC's running Fisher and acts only with "
+         "ewc_online: true"),
+        (lambda c: c["experiments"].update(p={"probe_unseen": [1]}),
+         "experiments.p.probe_unseen: class(es) [1] are trained in the first task"),
+        (lambda c: c["experiments"].update(p={"probe_unseen": [9]}),
+         "experiments.p.probe_unseen: [9] names one class"),
     ],
 )
 def test_bad_config_fails_before_any_job_runs(tmp_path, change, message):
@@ -192,6 +200,340 @@ def test_checkpoints_load_with_weights_only_so_they_cannot_run_code(tmp_path):
 def test_a_saved_checkpoint_round_trips(tmp_path):
     save_checkpoint({"model": {"w": torch.ones(2)}, "task": 1}, tmp_path / "c.pt")
     assert load_checkpoint(tmp_path / "c.pt", task=1)["model"]["w"].tolist() == [1.0, 1.0]
+
+
+# ---- damaged method state: refused before it steers training ----
+
+# Settings of each method for the task-1 checkpoints below (small buffers: synthetic data).
+METHOD_SETTINGS = {
+    "naive": {}, "ogd": {"ogd": True}, "ewc": {"method": "ewc"},
+    "online_ewc": {"method": "ewc", "ewc_online": True}, "si": {"method": "si"},
+    "lwf": {"method": "lwf"}, "er": {"method": "er", "buffer_size": 30},
+    "agem": {"method": "agem", "buffer_size": 30, "agem_sample_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def method_checkpoints(tmp_path_factory):
+    """Task-1 checkpoints of every method on synthetic data: name -> (run, data, path)."""
+    folder = tmp_path_factory.mktemp("methods")
+    data = write_synthetic_dataset(folder / "data.npz")
+    made = {}
+    for name, settings in METHOD_SETTINGS.items():
+        run = run_settings(name=name, epochs=1, **settings)
+        path = folder / name / "task1.pt"
+        run_training_task(run, 0, 1, data, path, device="cpu")
+        made[name] = (run, data, path)
+    return made
+
+
+def damage_and_resume(method_checkpoints, name, damage, tmp_path):
+    """Apply `damage` to the method state of `name`'s task-1 checkpoint (a copy), train task 2
+    from it; return the error's text (asserting the error and that nothing was written)."""
+    run, data, original = method_checkpoints[name]
+    path = tmp_path / name / "task1" / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    state = torch.load(original, weights_only=True)
+    damage(state)
+    save_checkpoint(state, path)
+    target = tmp_path / name / "task2" / "checkpoint.pt"
+    with pytest.raises(CheckpointError) as error:
+        run_training_task(run, 0, 2, data, target, previous_checkpoint=path, device="cpu")
+    message = str(error.value)
+    assert message.startswith(f"{path}: the checkpoint is damaged (")
+    assert f"rm {path}" in message and "snakemake --cores N" in message
+    assert not target.parent.exists() or not any(target.parent.iterdir())
+    return message
+
+
+def _keys(state, *keys):
+    for key in keys[:-1]:
+        state = state[key]
+    return state, keys[-1]
+
+
+def drop(*keys):
+    def damage(state):
+        parent, key = _keys(state, *keys)
+        del parent[key]
+    return damage
+
+
+def replace(*keys, value):
+    def damage(state):
+        parent, key = _keys(state, *keys)
+        parent[key] = value(parent[key]) if callable(value) else value
+    return damage
+
+
+def _poison(tensor):
+    tensor = tensor.clone()
+    tensor.view(-1)[0] = float("nan")
+    return tensor
+
+
+def _other_class_indices(labels):
+    """Point each stored index at an image of another class (the labels stay)."""
+    def damage(state):
+        buffer = state["method_state"]["buffer"]
+        others = [int(i) for i in (labels != buffer["labels"][0]).nonzero().flatten()]
+        buffer["indices"] = torch.tensor(others[: len(buffer["indices"])])
+    return damage
+
+
+def _with_train_labels(method_checkpoints, name):
+    from clexp.data import load_dataset
+
+    return torch.from_numpy(load_dataset(method_checkpoints[name][1])["train_labels"])
+
+
+STATEFUL = [name for name in METHOD_SETTINGS if name != "naive"]
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_a_checkpoint_without_method_state_is_refused(method_checkpoints, name, tmp_path):
+    def damage(state):
+        del state["method_state"]
+        state.pop("ogd_basis", None)  # OGD's pre-method-state copy of its basis
+
+    message = damage_and_resume(method_checkpoints, name, damage, tmp_path)
+    assert "method_state is missing" in message
+
+
+def test_naive_training_keeps_no_state_and_resumes_without_it(method_checkpoints, tmp_path):
+    run, data, original = method_checkpoints["naive"]
+    state = torch.load(original, weights_only=True)
+    del state["method_state"]
+    save_checkpoint(state, tmp_path / "task1.pt")
+    run_training_task(run, 0, 2, data, tmp_path / "task2.pt",
+                      previous_checkpoint=tmp_path / "task1.pt", device="cpu")
+    assert (tmp_path / "task2.pt").is_file()
+
+
+@pytest.mark.parametrize(("name", "damage", "expected"), [
+    ("ogd", drop("method_state", "basis"), "basis is missing"),
+    ("ogd", replace("method_state", "basis", value=lambda b: b * 2), "not orthonormal"),
+    ("ogd", replace("method_state", "basis", value=lambda b: b[:, :100]), "has shape (1, 100)"),
+    ("ewc", drop("method_state", "fishers"), "fishers is missing"),
+    ("ewc", replace("method_state", "fishers", value=lambda f: -1e6 * f),
+     "fishers holds negative values"),
+    ("ewc", replace("method_state", "fishers", value=_poison), "fishers holds NaN or infinite"),
+    ("ewc", replace("method_state", "fishers", value=lambda f: torch.cat([f, f], dim=1)),
+     "fishers has shape (1, 210428), expected (1, 105214)"),
+    ("ewc", replace("method_state", "fishers", value=torch.zeros_like), "all zero"),
+    ("ewc", replace("method_state", "anchors", value="weights.bin"), "anchors is a str"),
+    ("online_ewc", replace("method_state", "fishers", value=lambda f: torch.cat([f, f])),
+     "fishers has shape (2, 105214), expected (1, 105214)"),
+    ("si", drop("method_state", "importance"), "importance is missing"),
+    ("si", replace("method_state", "importance", value=lambda f: -f - 1),
+     "importance holds negative values"),
+    ("si", replace("method_state", "importance", value=_poison), "NaN or infinite"),
+    ("si", replace("method_state", "anchor", value="anchor"), "anchor is a str"),
+    ("lwf", drop("method_state", "previous_model"), "previous_model (the snapshot"),
+    ("lwf", drop("method_state", "previous_model", "fc1.weight"), "missing: ['fc1.weight']"),
+    ("lwf", replace("method_state", "previous_model", "fc2.bias", value=_poison),
+     "previous_model.fc2.bias holds NaN"),
+    ("er", drop("method_state", "buffer"), "buffer is missing"),
+    ("er", replace("method_state", "buffer", "indices", value=lambda i: i + 10_000_000),
+     "point outside the training split"),
+    ("er", replace("method_state", "buffer", "labels", value=lambda y: y.flip(0)),
+     "stored labels differ from the dataset's"),
+    ("er", replace("method_state", "buffer", "size", value=7), "buffer.size is 7, expected 30"),
+    ("agem", replace("method_state", "buffer", "indices", value=lambda i: i[:0]),
+     "buffer holds 0 indices but 30 labels"),
+    ("naive", replace("method_state", "generator", value=lambda g: g[:10]),
+     "generator has shape (10,)"),
+    ("naive", replace("model", "fc1.weight", value=_poison), "model.fc1.weight holds NaN"),
+    ("naive", replace("model", "fc1.weight", value=lambda w: w[:10]), "model.fc1.weight has"),
+    ("naive", replace("optimizer", "state", 0, "exp_avg", value=_poison),
+     "optimizer.state.0.exp_avg holds NaN"),
+    ("naive", drop("shuffle_rng"), "KeyError: 'shuffle_rng'"),
+    ("naive", replace("init_per_task_acc", value=[0.1]), "init_per_task_acc has 1 values"),
+])
+def test_damaged_state_is_refused_naming_the_file_the_fault_and_the_fix(
+        method_checkpoints, name, damage, expected, tmp_path):
+    message = damage_and_resume(method_checkpoints, name, damage, tmp_path)
+    assert expected in message, message
+
+
+def test_evaluating_a_checkpoint_with_damaged_weights_names_the_file(method_checkpoints,
+                                                                      tmp_path):
+    from clexp.evaluation import restore_model
+
+    run, _, original = method_checkpoints["naive"]
+    state = torch.load(original, weights_only=True)
+    state["model"]["fc2.weight"] = _poison(state["model"]["fc2.weight"])
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"damaged \(model.fc2.weight holds NaN") as error:
+        restore_model(run, 0, 1, tmp_path / "checkpoint.pt", device="cpu")
+    assert f"rm {tmp_path / 'checkpoint.pt'}" in str(error.value)
+
+
+def test_a_buffer_of_other_classes_images_or_an_emptied_buffer_is_refused(method_checkpoints,
+                                                                         tmp_path):
+    labels = _with_train_labels(method_checkpoints, "er")
+    message = damage_and_resume(method_checkpoints, "er", _other_class_indices(labels),
+                                tmp_path / "moved")
+    assert "stored labels differ from the dataset's labels" in message
+
+    def empty(state):
+        buffer = state["method_state"]["buffer"]
+        buffer["indices"], buffer["labels"] = buffer["indices"][:0], buffer["labels"][:0]
+
+    message = damage_and_resume(method_checkpoints, "er", empty, tmp_path / "empty")
+    assert "buffer holds no images (class: images); after task 1 it holds {1: 15, 2: 15}" \
+        in message
+
+
+def test_a_nan_in_loaded_state_is_damage_not_divergence(method_checkpoints, tmp_path):
+    message = damage_and_resume(
+        method_checkpoints, "ewc", replace("method_state", "fishers", value=_poison), tmp_path)
+    assert "lower the learning rate" not in message and "diverged" not in message
+
+
+def test_every_registered_method_with_state_is_in_the_damage_tests():
+    from clexp.methods.registry import method_class, method_name, method_names
+
+    covered = {method_name(run_settings(**s)) for s in METHOD_SETTINGS.values()}
+    assert set(method_names()) <= covered
+    assert all(method_class(n).requires_state for n in method_names() if n != "naive")
+
+
+def test_a_method_that_checkpoints_state_must_declare_its_checks():
+    from clexp.methods.base import Method
+
+    with pytest.raises(TypeError, match="no check_state"):
+        type("Unchecked", (Method,), {"state_dict": lambda self: {}})
+
+
+def test_a_damaged_method_state_fails_the_job_and_the_advice_rebuilds_it(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2], [3, 4]],
+                         experiments={"er": {"method": "er", "buffer_size": 10, "epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    first = "results/er/seed0/task1/checkpoint.pt"
+    assert snakemake(project, first).returncode == 0
+    state = torch.load(project / first, weights_only=True)
+    del state["method_state"]  # before: task 2 trained without replay and exited 0
+    save_checkpoint(state, project / first)
+    second = project / "results/er/seed0/task2"
+    result = snakemake(project, str(second.relative_to(project) / "checkpoint.pt"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{first}: the checkpoint is damaged (method_state is missing" in output
+    assert not (second / "checkpoint.pt").exists() and not (second / "train_log.csv").exists()
+    advice = re.search(r"\(rm (\S+)\)", output).group(1)
+    (project / advice).unlink()
+    result = snakemake(project, str(second.relative_to(project) / "checkpoint.pt"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (second / "checkpoint.pt").is_file()
+
+
+# ---- the smallest data subsets the schema allows ----
+
+
+def test_the_smallest_subsets_build_the_report(tmp_path):
+    """Two training and one evaluation image per class: one batch per task, t-SNE of two
+    points (fewer than its default perplexity needs)."""
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 2, "eval_images_per_class": 1},
+                         tasks=[[1, 2], [3, 4]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((project / "results/seq/seed0/task2/metrics.json").read_text())
+    assert metrics["classes_seen"] == [1, 2, 3, 4]
+
+
+def test_one_training_image_in_a_task_is_rejected_before_any_job(tmp_path):
+    config = tiny_config(data_subset={"train_images_per_class": 1, "eval_images_per_class": 1},
+                         tasks=[[1], [2]], experiments={"seq": {"epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    result = snakemake(project, "results/report.html")
+    assert result.returncode != 0
+    assert ("data_subset.train_images_per_class: 1 leaves experiment seq's task of class [1] "
+            "one training image") in result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_training_on_fewer_than_two_images_says_why_instead_of_dividing_by_zero():
+    from clexp.model import MLP
+    from clexp.training import build_optimizer, train_task
+
+    model = MLP()
+    run = run_settings(epochs=1)
+    with pytest.raises(ConfigError, match=r"task 1: 1 training image\(s\), and a batch needs "
+                                          r"at least two"):
+        train_task(model, build_optimizer(model, run, 1), torch.zeros(1, 784),
+                   torch.zeros(1, dtype=torch.int64), run, torch.Generator().manual_seed(0))
+
+
+def test_tsne_of_fewer_points_than_its_perplexity_needs():
+    import numpy as np
+
+    from clexp.analysis import tsne_embedding
+
+    for count in (1, 2, 3):
+        points = tsne_embedding(np.random.default_rng(0).random((count, 8)), iterations=250)
+        assert points.shape == (count, 2) and np.isfinite(points).all()
+
+
+# ---- the report's timing table reads only its own run ----
+
+
+def _timing_rows(report: Path) -> dict:
+    """rule -> jobs, from the report's "Where the time goes" table."""
+    page = report.read_text()
+    section = page[page.index('id="where-the-time-goes"'):]
+    section = section[: section.index("</section>")]
+    return {rule: int(jobs) for rule, jobs in
+            re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>(\d+)</td>", section)}, section
+
+
+def test_the_timing_table_counts_only_this_runs_jobs_and_names_a_bad_file(tmp_path):
+    require_data()
+    config = tiny_config(data_subset={"train_images_per_class": 20, "eval_images_per_class": 5},
+                         tasks=[[1, 2], [3, 4]],
+                         experiments={"seq": {"epochs": 1}, "seq_ln": {"norm": "layer",
+                                                                        "epochs": 1}})
+    project = make_project(tmp_path / "project", config)
+    assert snakemake(project, "results/report.html").returncode == 0
+    rows, _ = _timing_rows(project / "results/report.html")
+    assert rows["train_task"] == 4
+    benchmarks = project / "results/benchmarks"
+    stray = benchmarks / "train_task/stray.tsv"
+    stray.write_text("s\th:m:s\tmax_rss\n9999\t2:46:39\t1\n")
+    (benchmarks / "notes.tsv").mkdir()
+    (benchmarks / "prepare_data.tsv").write_text("")  # a job of this run: named, not read
+    # a subset in the folder that holds both experiments' files
+    result = snakemake(project, "results/report.html", "--config", "selected_experiments=[seq]")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows, section = _timing_rows(project / "results/report.html")
+    assert rows["train_task"] == 2 and rows["evaluate_checkpoint"] == 2
+    assert "prepare_data" not in rows and "9999" not in section and "stray" not in section
+    assert "results/benchmarks/prepare_data.tsv: not a benchmark table (EmptyDataError" in section
+
+
+def test_the_report_is_given_the_benchmark_file_of_every_job_of_its_dag(tmp_path):
+    config = tiny_config(seeds=[0, 1], analysis={"seeds": [1]}, tasks=[[1, 2], [3, 4]],
+                         experiments={"seq": {}, "joint": {"joint": True}})
+    project = make_project(tmp_path / "project", config)
+    with open(project / "Snakefile", "a") as snakefile:  # show what the report is given
+        snakefile.write('\nprint("BENCHMARKS", json.dumps(run_benchmarks()))\n')
+    (project / "Snakefile").write_text("import json\n" + (project / "Snakefile").read_text())
+    result = snakemake(project, "-n", "--forceall", "results/report.html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(re.search(r"^BENCHMARKS (.*)$", result.stdout, re.M).group(1))
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
+    planned = {rule: int(n) for rule, n in planned.items()
+               if rule not in ("total", "all", "report", "code_digest")}
+    counted: dict[str, int] = {}
+    for path in listed:
+        rule = Path(path).relative_to("results/benchmarks").parts[0].removesuffix(".tsv")
+        counted[rule] = counted.get(rule, 0) + 1
+    assert counted == planned
+    assert len(set(listed)) == len(listed)
 
 
 # ---- disk writes ----

@@ -123,10 +123,16 @@ def example_indices(labels: np.ndarray, tasks_seen, count: int) -> np.ndarray:
 
 
 def tsne_embedding(features: np.ndarray, seed: int = 0, iterations: int = 500) -> np.ndarray:
-    """2-D t-SNE (scikit-learn, Barnes-Hut, PCA initialisation, fixed seed)."""
+    """2-D t-SNE (scikit-learn, Barnes-Hut, PCA initialisation, fixed seed).
+
+    The perplexity is a third of the points (between 2 and 30), and below the number of points
+    as scikit-learn requires (tiny data subsets); a single point is placed at the origin.
+    """
     from sklearn.manifold import TSNE
 
-    perplexity = min(30.0, max(2.0, (len(features) - 1) / 3))
+    if len(features) < 2:
+        return np.zeros((len(features), 2), dtype=np.float32)
+    perplexity = min(30.0, max(2.0, (len(features) - 1) / 3), len(features) - 1.0)
     return TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity,
                 learning_rate="auto", max_iter=iterations).fit_transform(
                     features.astype(np.float32))

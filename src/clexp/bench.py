@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -33,9 +34,36 @@ from clexp.jobserver import job_usage
 REPO = Path(__file__).resolve().parents[2]
 
 
-def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None) -> pd.DataFrame:
+def read_benchmark(path: str | Path) -> dict:
+    """`seconds` and `max_rss` (MB; NaN where not measured) of one Snakemake benchmark file.
+
+    Raises ValueError naming the file and what is wrong with it (empty, not a table, no
+    seconds) instead of pandas' IndexError / EmptyDataError / IsADirectoryError.
+    """
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise ValueError(f"{path}: not a benchmark table ({type(error).__name__}: "
+                         f"{text[:120]})") from None
+    if frame.empty or "s" not in frame.columns:
+        raise ValueError(f"{path}: not a benchmark table (no row with a column 's')")
+    seconds = pd.to_numeric(frame["s"].iloc[0], errors="coerce")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{path}: not a benchmark table (s is {frame['s'].iloc[0]!r})")
+    max_rss = frame["max_rss"].iloc[0] if "max_rss" in frame.columns else None
+    return {"seconds": float(seconds), "max_rss": pd.to_numeric(max_rss, errors="coerce")}
+
+
+def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None,
+                    files=None, unreadable: list | None = None) -> pd.DataFrame:
     """Per rule: jobs, total and median seconds, peak RSS (MB), from Snakemake's benchmark
     TSVs under `benchmark_dir` (one folder or file per rule).
+
+    `files`: read only these benchmark files (under `benchmark_dir`; the report passes those of
+    its run's jobs), skipping missing ones; default: every `*.tsv` file under `benchmark_dir`.
+    A file that is not a benchmark table raises ValueError naming it, or with `unreadable` (a
+    list) is left out and its message appended there.
 
     A job run by the job server was measured by Snakemake as its small client process; its
     real peak RSS is the one its log records (`clexp.jobserver.job_usage`), looked up in
@@ -43,16 +71,26 @@ def rule_time_table(benchmark_dir: str | Path, log_dir: str | Path | None = None
     """
     benchmark_dir = Path(benchmark_dir)
     log_dir = benchmark_dir.parent / "logs" if log_dir is None else Path(log_dir)
+    if files is None:
+        paths = sorted(p for p in benchmark_dir.rglob("*.tsv") if p.is_file())
+    else:
+        paths = [Path(p) for p in files if Path(p).exists()]
     records = []
-    for path in benchmark_dir.rglob("*.tsv"):
+    for path in paths:
         relative = path.relative_to(benchmark_dir)
         rule = relative.parts[0].removesuffix(".tsv")
-        row = pd.read_csv(path, sep="\t").iloc[0]
-        max_rss = pd.to_numeric(row.get("max_rss"), errors="coerce")
+        try:
+            row = read_benchmark(path)
+        except ValueError as error:
+            if unreadable is None:
+                raise
+            unreadable.append(str(error))
+            continue
+        max_rss = row["max_rss"]
         usage = job_usage((log_dir / relative).with_suffix(".log"))
         if usage is not None:
             max_rss = usage["max_rss_mb"]
-        records.append({"rule": rule, "seconds": float(row["s"]), "max_rss_mb": max_rss})
+        records.append({"rule": rule, "seconds": row["seconds"], "max_rss_mb": max_rss})
     if not records:
         return pd.DataFrame(columns=["rule", "jobs", "total_s", "median_s", "max_rss_mb"])
     frame = pd.DataFrame(records)

@@ -11,6 +11,10 @@ and `shuffle_rng` (generator states), `cuda_rng` (a list of per-GPU generator st
 in checkpoints written on CUDA), `run` (the resolved training settings), `config_hash`,
 `experiment`, `seed`, `task` (1-based), `epochs_run`, `stopped_early`, `init_per_task_acc`
 (the untrained network's accuracy per task, for FWT), `clexp_version`.
+
+`load_checkpoint` checks that the file is readable and belongs to the run; what it holds is
+checked where it is used (`clexp.training.resume_run`: the model's and optimizer's tensors and
+the method's `check_state`), and every such error ends with `rebuild_advice`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,22 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
             handle.write(buffer.getbuffer())
 
 
+def rebuild_advice(path: str | Path) -> str:
+    """How to rebuild a bad checkpoint: the end of every CheckpointError's message."""
+    # Deleting the file is what rebuilds it (and only what depends on it); --forcerun would
+    # take a path after it as one more rule name and replan every training job.
+    return (
+        f"Delete it (rm {path}) and rerun the workflow (snakemake --cores N): Snakemake "
+        "rebuilds the missing checkpoint and everything that depends on it."
+    )
+
+
+def damaged_checkpoint(path: str | Path, what: str) -> CheckpointError:
+    """The error for a checkpoint that loads but whose content is wrong (`what`)."""
+    return CheckpointError(f"{path}: the checkpoint is damaged ({what}); training from it "
+                           f"would be wrong. {rebuild_advice(path)}")
+
+
 def load_checkpoint(
     path: str | Path,
     experiment: str | None = None,
@@ -50,12 +70,7 @@ def load_checkpoint(
     records another experiment, seed, task or configuration.
     """
     path = Path(path)
-    # Deleting the file is what rebuilds it (and only what depends on it); --forcerun would
-    # take a path after it as one more rule name and replan every training job.
-    rebuild = (
-        f"Delete it (rm {path}) and rerun the workflow (snakemake --cores N): Snakemake "
-        "rebuilds the missing checkpoint and everything that depends on it."
-    )
+    rebuild = rebuild_advice(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

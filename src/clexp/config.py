@@ -135,6 +135,77 @@ def check_config(config: Mapping) -> None:
                 )
         if run["stop_at_train_acc"] is None and run["epochs"] < 1:
             raise ConfigError(f"{key}.epochs: must be at least 1.")
+        _check_options_act(run, set(experiment_entry(config, name)), key)
+        per_class = (config.get("data_subset") or {}).get("train_images_per_class")
+        single = [t for t in run["tasks"] if len(t) == 1]
+        if per_class == 1 and single:
+            raise ConfigError(
+                f"data_subset.train_images_per_class: 1 leaves experiment {name}'s task of "
+                f"class {single[0]} one training image, and a batch needs two (BatchNorm "
+                "cannot normalise one); give at least 2.")
+
+
+# Options that act only together with another setting: option -> (does it act in `run`,
+# the value that changes nothing (None: any value set by the experiment is an error), why).
+_DEPENDENT_OPTIONS = {
+    "ewc_gamma": (lambda run: run.get("ewc_online", True), 1.0,
+                  "decays online EWC's running Fisher and acts only with ewc_online: true"),
+    "momentum": (lambda run: run["optimizer"] == "sgd", 0.0,
+                 "acts only with optimizer: sgd (AdamW has its own moment estimates)"),
+    "max_epochs": (lambda run: run["stop_at_train_acc"] is not None, None,
+                   "acts only with stop_at_train_acc (without it every task trains `epochs`)"),
+    "epochs": (lambda run: run["stop_at_train_acc"] is None, None,
+               "is not used with stop_at_train_acc, which trains up to max_epochs instead"),
+    "lr_factor_after_first_task": (lambda run: len(run["tasks"]) > 1, 1.0,
+                                   "acts from the second task on, and this experiment trains "
+                                   "one task"),
+    "reset_optimizer": (lambda run: len(run["tasks"]) > 1, False,
+                        "acts from the second task on, and this experiment trains one task"),
+}
+# A method's strength at which it adds nothing to plain training.
+_METHOD_STRENGTHS = {"ewc": "ewc_lambda", "si": "si_c", "lwf": "lwf_alpha"}
+
+
+def _check_options_act(run: Mapping, given: set, key: str) -> None:
+    """Raise ConfigError for a setting of `run` that cannot act: it would change the config
+    hash and train exactly as without it. `given`: the keys the experiment (with its bases)
+    sets; a key set only in `defaults` is an error where its value is not the neutral one."""
+    def where(option):
+        return "" if option in given else " (set in defaults)"
+
+    for option, (acts, neutral, why) in _DEPENDENT_OPTIONS.items():
+        if option not in run or acts(run):
+            continue
+        if option in given or (neutral is not None and run[option] != neutral):
+            raise ConfigError(f"{key}.{option}: {run[option]!r}{where(option)} {why}; remove "
+                              "it.")
+    method = "ogd" if run.get("ogd") else run.get("method", "naive")
+    if method != "naive" and len(run["tasks"]) == 1:
+        option = "ogd" if method == "ogd" and "method" not in given else "method"
+        raise ConfigError(f"{key}.{option}: {method}{where(option)} acts between tasks, and "
+                          "this experiment trains one task (joint: true or a single task); "
+                          "remove it.")
+    strength = _METHOD_STRENGTHS.get(method)
+    if strength is not None and run[strength] == 0:
+        raise ConfigError(f"{key}.{strength}: 0{where(strength)} turns {method} off (it trains "
+                          f"as method: naive); give a strength > 0, or use method: naive.")
+    if method == "agem" and run["agem_sample_size"] > run["buffer_size"]:
+        raise ConfigError(
+            f"{key}.agem_sample_size: {run['agem_sample_size']}{where('agem_sample_size')} is "
+            f"more than buffer_size ({run['buffer_size']}): the reference gradient uses at most "
+            "the whole buffer; give agem_sample_size <= buffer_size.")
+    probed = run["probe_unseen"]
+    if probed:
+        first = sorted(c for c in probed if c in run["tasks"][0])
+        if first:
+            raise ConfigError(
+                f"{key}.probe_unseen: class(es) {first} are trained in the first task, so they "
+                "are never unseen at a checkpoint; list classes of later tasks (or none), e.g. "
+                f"those of the last task {run['tasks'][-1]}.")
+        if len(probed) < 2:
+            raise ConfigError(
+                f"{key}.probe_unseen: {probed} names one class; a probe separates at least two "
+                "classes, so it would be null at every checkpoint; list two or more, or none.")
 
 
 def resolve_experiment(config: Mapping, name: str) -> dict:
@@ -258,7 +329,9 @@ def _from_text(value: str, types: set[str]):
         return _BOOLEAN_WORDS[text.lower()]
     if types & {"integer", "number"} and _INTEGER_TEXT.fullmatch(text):
         return int(text)
-    if "number" in types and _NUMBER_TEXT.fullmatch(text):
+    # Also for an integer key: 0.5 typed where a whole number belongs is a number, and the
+    # schema's message should say so (not "got str '0.5'").
+    if types & {"integer", "number"} and _NUMBER_TEXT.fullmatch(text):
         return float(text)
     return value
 
@@ -270,8 +343,9 @@ def normalize_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dic
     values as strings, so `--config download=false` would arrive as the (truthy) string
     'false'. For a key the schema types as boolean, YAML's spellings true/false, yes/no, on/off
     (any case) become booleans, as they would in config.yaml; for a key typed integer or
-    number, a string that is a plain decimal number becomes that number. Anything else is
-    left for the schema to reject, naming the key.
+    number, a string that is a plain decimal number becomes that number (for an integer key
+    too, so that `0.5` is rejected as a number that is not whole). Anything else is left for
+    the schema to reject, naming the key.
     """
     schema = _load_schema(schema_path)
 
@@ -342,6 +416,8 @@ def _describe(error) -> str:
                 error.validator_value):
             return (f"{path}: expected integer, got float {shown}; "
                     f"write it without a decimal point ({int(value)})")
+        if isinstance(value, float) and "integer" in str(error.validator_value):
+            return f"{path}: expected integer, got the number {shown}; give a whole number"
         return f"{path}: expected {error.validator_value}, got {type(value).__name__} {shown}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",

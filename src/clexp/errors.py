@@ -21,5 +21,10 @@ class CheckpointError(ClexpError, RuntimeError):
     """A checkpoint is unreadable or belongs to another run; the message says how to rebuild."""
 
 
+class StateError(ClexpError, ValueError):
+    """A method's state read from a checkpoint fails the method's checks (`check_state`); the
+    message says what is wrong, and loading the checkpoint names the file and the fix."""
+
+
 class DiskFullError(ClexpError, OSError):
     """Writing an output failed for lack of space; the message names the file and the fix."""

@@ -41,9 +41,11 @@ import numpy as np
 import torch
 
 from clexp.analysis import checkpoint_analysis, checkpoint_scalars
-from clexp.checkpoint import load_checkpoint
+from clexp.checkpoint import damaged_checkpoint, load_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import balanced_subset, class_mask, load_dataset
+from clexp.errors import StateError
+from clexp.methods.base import check_model_like
 from clexp.methods.registry import method_name
 from clexp.metrics import (
     accuracy,
@@ -76,6 +78,10 @@ def restore_model(run: dict, seed: int, task: int, checkpoint_path: str | Path,
     )
     target = resolve_device(device)
     model = build_model(run).to(target)
+    try:  # shapes and finite values, as before training from it (clexp.training.resume_run)
+        check_model_like(state["model"], model.state_dict(), "model")
+    except StateError as error:
+        raise damaged_checkpoint(checkpoint_path, str(error)) from None
     model.load_state_dict(state["model"])
     return state, model, target
 

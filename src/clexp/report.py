@@ -653,12 +653,19 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
         + "<p>Every run:</p>" + table_html(summary) + "".join(summary_parts)
     )
     sections.append(("Summary", summary_html))
-    timing = rule_time_table(files.paths["benchmarks"]) if files.paths.get("benchmarks") else None
-    if timing is not None and not timing.empty:
+    # Only the benchmark files of this run's jobs; one that is not a table is named, not read.
+    unreadable: list[str] = []
+    timing = (rule_time_table(files.paths["benchmarks"], files=files.paths.get("benchmark_files"),
+                              unreadable=unreadable)
+              if files.paths.get("benchmarks") else None)
+    if timing is not None and (not timing.empty or unreadable):
+        left_out = ("<p>Left out: " + "; ".join(html.escape(m) for m in unreadable) + "</p>"
+                    if unreadable else "")
         sections.append(("Where the time goes", (
             "<p>Seconds and peak memory per rule, from the <code>benchmark:</code> files of "
-            "the jobs finished before this report (informational: timings are not study "
-            "results and do not make the report stale).</p>" + table_html(timing, digits=2))))
+            "this run's jobs finished before this report (informational: timings are not "
+            "study results and do not make the report stale).</p>" + table_html(timing, digits=2)
+            + left_out)))
     page = "".join(content for _, content in sections)
     present = set(re.findall(r'<figure id="([^"]+)"', page))
     findings = pd.read_csv(files.paths["findings"])

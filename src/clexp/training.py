@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from clexp.checkpoint import load_checkpoint, save_checkpoint
+from clexp.checkpoint import damaged_checkpoint, load_checkpoint, save_checkpoint
 from clexp.config import config_hash, seen_classes, training_config
 from clexp.data import class_mask, fixed_sample, load_dataset
-from clexp.errors import DivergenceError
-from clexp.methods.base import Method, Naive, TaskContext
-from clexp.methods.registry import build_method, method_name
+from clexp.errors import ConfigError, DivergenceError, StateError
+from clexp.methods.base import Method, Naive, StateContext, TaskContext, check_model_like
+from clexp.methods.registry import build_method
 from clexp.model import MLP, build_model
 from clexp.ogd import empty_basis
 
@@ -257,6 +257,11 @@ def train_task(
         context = TaskContext(task=task, tasks=run["tasks"], images=images, labels=labels,
                               indices=np.arange(len(labels)), train_images=np.zeros((0, 784)),
                               train_labels=labels.cpu().numpy(), batch_size=run["batch_size"])
+    if len(labels) < 2:
+        raise ConfigError(
+            f"{where} task {task}: {len(labels)} training image(s), and a batch needs at least "
+            "two (BatchNorm cannot normalise one); raise data_subset.train_images_per_class."
+        )
     method.start_task(context)
     threshold = run["stop_at_train_acc"]
     max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
@@ -418,22 +423,61 @@ def new_run(run: dict, seed: int, data: dict, target: torch.device) -> RunState:
     return RunState(model, optimizer, method, generator, list(init_per_task_acc), seed)
 
 
-def resume_run(run: dict, seed: int, task: int, state: dict, target: torch.device) -> RunState:
-    """The state a checkpoint holds, for training task `task`, with the global random-number
-    generators restored (`restore_random_state`)."""
-    model = build_model(run).to(target)
-    model.load_state_dict(state["model"])
-    optimizer = build_optimizer(model, run, state["task"] + 1)
-    optimizer.load_state_dict(state["optimizer"])
-    method = build_method(run, model, seed)
+def method_state_of(state: dict, method: Method) -> dict | None:
+    """The method state a checkpoint holds (None: none). A checkpoint written before methods
+    had their own state holds OGD's basis as `ogd_basis` only."""
     if "method_state" in state:
-        method.load_state_dict(state["method_state"])
-    elif method_name(run) == "ogd":  # a checkpoint written before methods had their own state
-        method.basis = state["ogd_basis"].to(target)
-    generator = torch.Generator()
-    restore_random_state(state, target, seed, task)
-    generator.set_state(state["shuffle_rng"])
-    return RunState(model, optimizer, method, generator, list(state["init_per_task_acc"]), seed)
+        return state["method_state"]
+    if method.name == "ogd" and "ogd_basis" in state:
+        return dict(method.state_dict(), basis=state["ogd_basis"])
+    return None
+
+
+def resume_run(run: dict, seed: int, task: int, state: dict, target: torch.device,
+               train_labels: np.ndarray, path: str | Path) -> RunState:
+    """The state a checkpoint holds, for training task `task`, with the global random-number
+    generators restored (`restore_random_state`).
+
+    Everything is checked before it steers training: the model's and optimizer's tensors
+    (shapes, finite values) and the method's state (`Method.check_state`, against
+    `train_labels`, the dataset's training labels). Raises CheckpointError naming `path`,
+    what is wrong and the fix; a NaN or infinity loaded from the file is reported as damage,
+    not as divergence.
+    """
+    model = build_model(run).to(target)
+    try:
+        check_model_like(state.get("model"), model.state_dict(), "model")
+        model.load_state_dict(state["model"])
+        optimizer = build_optimizer(model, run, state["task"] + 1)
+        optimizer.load_state_dict(state["optimizer"])
+        method = build_method(run, model, seed)
+        for key, value in state["optimizer"]["state"].items():
+            for name, tensor in value.items():
+                if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+                        and not bool(torch.isfinite(tensor).all())):
+                    raise StateError(f"optimizer.state.{key}.{name} holds NaN or infinite "
+                                     "values")
+        method_state = method_state_of(state, method)
+        if method_state is None and method.requires_state:
+            raise StateError(f"method_state is missing; method {method.name} needs it to "
+                             "continue where the previous task ended")
+        if method_state is not None:
+            method.check_state(method_state, StateContext(state["task"], run["tasks"], model,
+                                                          train_labels))
+            method.load_state_dict(method_state)
+        generator = torch.Generator()
+        restore_random_state(state, target, seed, task)
+        generator.set_state(state["shuffle_rng"])
+        init_per_task_acc = [float(a) for a in state["init_per_task_acc"]]
+    except StateError as error:
+        raise damaged_checkpoint(path, str(error)) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise damaged_checkpoint(path, f"{type(error).__name__}: {text}"[:300]) from None
+    if len(init_per_task_acc) != len(run["tasks"]):
+        raise damaged_checkpoint(path, f"init_per_task_acc has {len(init_per_task_acc)} "
+                                       f"values for {len(run['tasks'])} tasks")
+    return RunState(model, optimizer, method, generator, init_per_task_acc, seed)
 
 
 def train_run_task(
@@ -539,7 +583,8 @@ def run_training_task(
         state = new_run(settings, seed, data, target)
     else:
         state = resume_run(settings, seed, task, load_checkpoint(
-            previous_checkpoint, run["name"], seed, task - 1, identity), target)
+            previous_checkpoint, run["name"], seed, task - 1, identity), target,
+            data["train_labels"], previous_checkpoint)
     result, recorder = train_run_task(state, settings, task, data, target, where,
                                       curve_images_per_task, curve_stride, instruments)
     LOGGER.info("%s task %d: %d epoch(s) run, saving the checkpoint", where, task,

@@ -124,6 +124,25 @@ REPORT = "results/report.html"
 SOON = 1
 LOG_DIR = "results/logs"
 BENCHMARK_DIR = "results/benchmarks"
+# Each rule's `benchmark:` file (seconds and memory of one job; the report's timing table).
+_PER_CHECKPOINT = "{experiment}/seed{seed}/task{task}"
+_PER_RUN = "{experiment}/seed{seed}"
+BENCHMARKS = {
+    "train_task": f"{BENCHMARK_DIR}/train_task/{_PER_CHECKPOINT}.tsv",
+    "evaluate_checkpoint": f"{BENCHMARK_DIR}/evaluate_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "analyze_checkpoint": f"{BENCHMARK_DIR}/analyze_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "plot_checkpoint": f"{BENCHMARK_DIR}/plot_checkpoint/{_PER_CHECKPOINT}.tsv",
+    "evaluate_untrained": f"{BENCHMARK_DIR}/evaluate_untrained/{_PER_RUN}.tsv",
+    "plot_run": f"{BENCHMARK_DIR}/plot_run/{_PER_RUN}.tsv",
+    "plot_run_tasks": f"{BENCHMARK_DIR}/plot_run_tasks/{_PER_RUN}.tsv",
+    "prepare_data": f"{BENCHMARK_DIR}/prepare_data.tsv",
+    "summarize": f"{BENCHMARK_DIR}/summarize.tsv",
+    "checkpoint_table": f"{BENCHMARK_DIR}/checkpoint_table.tsv",
+    "plot_comparisons": f"{BENCHMARK_DIR}/plot_comparisons.tsv",
+    "findings": f"{BENCHMARK_DIR}/findings.tsv",
+    "plot_study": f"{BENCHMARK_DIR}/plot_study.tsv",
+    "report": f"{BENCHMARK_DIR}/report.tsv",
+}
 CONDA_ENV = "../envs/clexp.yaml"
 
 
@@ -234,6 +253,23 @@ def protocol_settings():
     defaults = dict(DEFAULT_OPTIONS, **(config["defaults"] or {}))
     defaults["tasks"] = config["tasks"]
     return {"defaults": defaults, "experiments": RUNS}
+
+
+def run_benchmarks():
+    """The benchmark files of the jobs this run's report depends on (the report's own is not
+    written yet): what its timing table reads, so that files of experiments built earlier in
+    this folder, or stray files, are not counted."""
+    files = [BENCHMARKS[name] for name in ("prepare_data", "summarize", "checkpoint_table",
+                                           "findings", "plot_study")]
+    if comparison_figures():
+        files.append(BENCHMARKS["plot_comparisons"])
+    for name in ("train_task", "evaluate_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[name])
+    for name in ("analyze_checkpoint", "plot_checkpoint"):
+        files += all_checkpoint_files(BENCHMARKS[name], ANALYSIS_SEEDS)
+    files += all_runs(BENCHMARKS["evaluate_untrained"]) + all_runs(BENCHMARKS["plot_run"])
+    files += multi_task_runs(BENCHMARKS["plot_run_tasks"], ANALYSIS_SEEDS)
+    return files
 
 
 def all_experiment_settings():

@@ -10,7 +10,7 @@ rule prepare_data:
         subset=config["data_subset"],
         keep_dir=DATA_KEEP_DIR,
     benchmark:
-        f"{BENCHMARK_DIR}/prepare_data.tsv"
+        BENCHMARKS["prepare_data"]
     log:
         f"{LOG_DIR}/prepare_data.log",
     conda:

@@ -10,7 +10,7 @@ rule evaluate_checkpoint:
         probe=config["probe"],
         device=device_param,
     benchmark:
-        f"{BENCHMARK_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+        BENCHMARKS["evaluate_checkpoint"]
     log:
         f"{LOG_DIR}/evaluate_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
@@ -35,7 +35,7 @@ rule evaluate_untrained:
         probe=config["probe"],
         device=device_param,
     benchmark:
-        f"{BENCHMARK_DIR}/evaluate_untrained/{{experiment}}/seed{{seed}}.tsv"
+        BENCHMARKS["evaluate_untrained"]
     log:
         f"{LOG_DIR}/evaluate_untrained/{{experiment}}/seed{{seed}}.log",
     conda:
@@ -61,7 +61,7 @@ rule analyze_checkpoint:
         analysis=config["analysis"],
         device=device_param,
     benchmark:
-        f"{BENCHMARK_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+        BENCHMARKS["analyze_checkpoint"]
     log:
         f"{LOG_DIR}/analyze_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:

@@ -20,7 +20,7 @@ rule plot_checkpoint:
         analysis=ANALYSIS,
         code=CODE["figures"],
     benchmark:
-        f"{BENCHMARK_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+        BENCHMARKS["plot_checkpoint"]
     log:
         f"{LOG_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:
@@ -55,7 +55,7 @@ rule plot_run:
         train_logs=run_files(TRAIN_LOG),
         code=CODE["figures"],
     benchmark:
-        f"{BENCHMARK_DIR}/plot_run/{{experiment}}/seed{{seed}}.tsv"
+        BENCHMARKS["plot_run"]
     log:
         f"{LOG_DIR}/plot_run/{{experiment}}/seed{{seed}}.log",
     conda:
@@ -87,7 +87,7 @@ rule plot_run_tasks:
         metrics=run_files(METRICS),
         code=CODE["figures"],
     benchmark:
-        f"{BENCHMARK_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.tsv"
+        BENCHMARKS["plot_run_tasks"]
     log:
         f"{LOG_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.log",
     conda:
@@ -110,7 +110,7 @@ rule checkpoint_table:
         untrained=all_runs(UNTRAINED_METRICS),
         code=CODE["figures"],
     benchmark:
-        f"{BENCHMARK_DIR}/checkpoint_table.tsv"
+        BENCHMARKS["checkpoint_table"]
     log:
         f"{LOG_DIR}/checkpoint_table.log",
     conda:
@@ -143,7 +143,7 @@ rule plot_comparisons:
         groups=COMPARISONS,
         figures=[[section, name, path] for section, name, path in comparison_figures()],
     benchmark:
-        f"{BENCHMARK_DIR}/plot_comparisons.tsv"
+        BENCHMARKS["plot_comparisons"]
     log:
         f"{LOG_DIR}/plot_comparisons.log",
     conda:
@@ -165,7 +165,7 @@ rule findings:
         summary=SUMMARY,
         code=CODE["findings"],
     benchmark:
-        f"{BENCHMARK_DIR}/findings.tsv"
+        BENCHMARKS["findings"]
     log:
         f"{LOG_DIR}/findings.log",
     conda:
@@ -198,7 +198,7 @@ rule plot_study:
     params:
         settings=all_experiment_settings(),
     benchmark:
-        f"{BENCHMARK_DIR}/plot_study.tsv"
+        BENCHMARKS["plot_study"]
     log:
         f"{LOG_DIR}/plot_study.log",
     conda:

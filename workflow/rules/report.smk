@@ -7,7 +7,7 @@ rule summarize:
         metrics=all_checkpoint_files(METRICS),
         code=CODE["figures"],
     benchmark:
-        f"{BENCHMARK_DIR}/summarize.tsv"
+        BENCHMARKS["summarize"]
     log:
         f"{LOG_DIR}/summarize.log",
     conda:
@@ -64,9 +64,10 @@ rule report:
             "study_tables": STUDY_TABLES,
             "study_figures": STUDY_FIGURES,
             "benchmarks": BENCHMARK_DIR,
+            "benchmark_files": run_benchmarks(),
         },
     benchmark:
-        f"{BENCHMARK_DIR}/report.tsv"
+        BENCHMARKS["report"]
     log:
         f"{LOG_DIR}/report.log",
     conda:

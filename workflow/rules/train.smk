@@ -16,7 +16,7 @@ rule train_task:
         curve_images_per_task=config["analysis"]["forgetting_curve_images_per_task"],
         instruments=analysis_on,
     benchmark:
-        f"{BENCHMARK_DIR}/train_task/{{experiment}}/seed{{seed}}/task{{task}}.tsv"
+        BENCHMARKS["train_task"]
     log:
         f"{LOG_DIR}/train_task/{{experiment}}/seed{{seed}}/task{{task}}.log",
     conda:

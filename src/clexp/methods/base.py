@@ -14,7 +14,11 @@ The training loop (`clexp.training.train_task`) calls, for every task:
 
 `state_dict()` / `load_state_dict()` carry everything a method needs in the checkpoint (tensors
 and plain values only: checkpoints load with weights_only), so task t resumes from task t-1
-exactly. A method draws random numbers only from its own generator, seeded from the run's seed
+exactly. A checkpoint is data from disk: before `load_state_dict`, `check_state(state, context)`
+checks it (keys, types, shapes against the model, finite values, what the method's consolidation
+guarantees) and raises StateError saying what is wrong. A method that changes `state_dict` must
+define its own `check_state` (enforced when the class is defined), so new state is never loaded
+unchecked. A method draws random numbers only from its own generator, seeded from the run's seed
 and saved in its state, so adding a method changes no other random sequence.
 
 `Naive` is the method with no hooks: plain sequential training.
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+
+from clexp.errors import StateError
 
 # Offset between the run's seed and a method's own generator, so the two sequences differ.
 GENERATOR_SEED_OFFSET = 7919
@@ -56,10 +62,96 @@ class TaskContext:
         return [c for t in self.tasks[: self.task - 1] for c in t]
 
 
+@dataclass
+class StateContext:
+    """What a method's checkpointed state is checked against.
+
+    `task`: the checkpoint's task (1-based; tasks 1..task are consolidated); `tasks`: the run's
+    task list; `model`: the run's model (its parameters give the shapes); `train_labels`: the
+    dataset's training labels (numpy), which stored indices point into.
+    """
+
+    task: int
+    tasks: list
+    model: nn.Module
+    train_labels: np.ndarray
+
+    def parameter_count(self) -> int:
+        """Entries of the flattened trainable parameters (the length of a flat gradient)."""
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def state_tensor(state: dict, key: str, *, dims: int | None = None, shape=None,
+                 kind: str = "float", finite: bool = True, non_negative: bool = False,
+                 name: str | None = None) -> torch.Tensor:
+    """`state[key]`, checked: a tensor of `kind` ("float", "int64" or "uint8") with `dims`
+    dimensions and `shape` (None entries: any size), finite, and >= 0 with `non_negative`.
+
+    Raises StateError naming the key (`name`, default `key`) and what is wrong.
+    """
+    name = name or key
+    if not isinstance(state, dict) or key not in state:
+        raise StateError(f"{name} is missing")
+    value = state[key]
+    if not isinstance(value, torch.Tensor):
+        raise StateError(f"{name} is a {type(value).__name__}, not a tensor")
+    kinds = {"float": value.is_floating_point(), "int64": value.dtype == torch.int64,
+             "uint8": value.dtype == torch.uint8}
+    if not kinds[kind]:
+        raise StateError(f"{name} has dtype {value.dtype}, expected {kind}")
+    if dims is not None and value.dim() != dims:
+        raise StateError(f"{name} has shape {tuple(value.shape)}, expected {dims} dimension(s)")
+    if shape is not None and any(e is not None and e != n for e, n in zip(shape, value.shape,
+                                                                           strict=True)):
+        expected = tuple("any" if e is None else e for e in shape)
+        raise StateError(f"{name} has shape {tuple(value.shape)}, expected {expected}")
+    if kind == "float" and finite and not bool(torch.isfinite(value).all()):
+        raise StateError(f"{name} holds NaN or infinite values")
+    if non_negative and bool((value < 0).any()):
+        raise StateError(f"{name} holds negative values (min {value.min().item():.4g}); it is "
+                         "a non-negative quantity")
+    return value
+
+
+def check_model_like(state, reference: dict, name: str) -> None:
+    """`state` holds the tensors of the module state dict `reference`: same keys, shapes and
+    dtypes, finite floating-point values."""
+    if not isinstance(state, dict):
+        raise StateError(f"{name} is a {type(state).__name__}, not a model state dict")
+    missing = sorted(set(reference) - set(state))
+    extra = sorted(set(state) - set(reference))
+    if missing or extra:
+        raise StateError(f"{name} does not match the model (missing: {missing or 'none'}; "
+                         f"unexpected: {extra or 'none'})")
+    for key, expected in reference.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or value.dtype != expected.dtype:
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise StateError(f"{name}.{key} is {kind}, expected a {expected.dtype} tensor")
+        if value.shape != expected.shape:
+            raise StateError(f"{name}.{key} has shape {tuple(value.shape)}, expected "
+                             f"{tuple(expected.shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise StateError(f"{name}.{key} holds NaN or infinite values")
+
+
 class Method:
     """Plain sequential training; subclasses override the hooks they need."""
 
     name = "naive"
+    # Whether a checkpoint must hold this method's state to resume (Naive's generator is never
+    # drawn from, so a checkpoint without it trains the same).
+    requires_state = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if ("state_dict" in own or "load_state_dict" in own) and "check_state" not in own:
+            raise TypeError(
+                f"{cls.__name__} defines what it checkpoints (state_dict / load_state_dict) "
+                "but no check_state: every method checks its state before it is loaded "
+                "(clexp.methods.base)"
+            )
 
     def __init__(self, run: dict, model: nn.Module, seed: int):
         self.run = run
@@ -112,9 +204,20 @@ class Method:
         """Restore what `state_dict` returned."""
         self.generator.set_state(state["generator"])
 
+    def check_state(self, state: dict, context: StateContext) -> None:
+        """Raise StateError when `state` (from a checkpoint after task `context.task`) is not
+        what `state_dict` writes at that point. Subclasses check their own keys after calling
+        this."""
+        if not isinstance(state, dict):
+            raise StateError(f"the method state is a {type(state).__name__}, not a dict")
+        state_tensor(state, "generator", dims=1, kind="uint8",
+                     shape=tuple(self.generator.get_state().shape))
+
 
 class Naive(Method):
     """Sequential training without any continual-learning mechanism."""
+
+    requires_state = False
 
 
 def flat_parameters(parameters) -> torch.Tensor:

@@ -12,6 +12,58 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clexp.errors import StateError
+from clexp.methods.base import StateContext, state_tensor
+
+
+def expected_class_counts(size: int, tasks, task: int, train_labels: np.ndarray) -> dict:
+    """Class -> stored images after tasks 1..`task`, as `ReplayBuffer.add_task` fills the
+    buffer (in the order classes were added): each task's new classes, sorted, get a share of
+    `size`, at most the class's training images; an old class keeps at most its new share."""
+    available = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=10)
+    counts: dict[int, int] = {}
+    for classes in tasks[:task]:
+        new = sorted(int(c) for c in dict.fromkeys(classes)
+                     if c not in counts and c < len(available) and available[c] > 0)
+        order = list(counts) + new
+        base, extra = divmod(size, max(len(order), 1))
+        quota = {c: base + (1 if i < extra else 0) for i, c in enumerate(order)}
+        counts = {c: min(counts[c], quota[c]) for c in counts}
+        counts.update({c: min(quota[c], int(available[c])) for c in new})
+    return counts
+
+
+def check_buffer_state(state, size: int, context: StateContext, name: str = "buffer") -> None:
+    """Raise StateError unless `state` is the buffer `ReplayBuffer.state_dict` writes after
+    task `context.task` of `size` slots: indices into the training split, each labelled with
+    the dataset's label, no index twice, and the class quotas `expected_class_counts`."""
+    if not isinstance(state, dict):
+        raise StateError(f"{name} is missing" if state is None else
+                         f"{name} is a {type(state).__name__}, not a dict")
+    if state.get("size") != size or isinstance(state.get("size"), bool):
+        raise StateError(f"{name}.size is {state.get('size')!r}, expected {size} (buffer_size)")
+    indices = state_tensor(state, "indices", dims=1, kind="int64", name=f"{name}.indices")
+    labels = state_tensor(state, "labels", dims=1, kind="int64", name=f"{name}.labels")
+    if len(indices) != len(labels):
+        raise StateError(f"{name} holds {len(indices)} indices but {len(labels)} labels")
+    count = len(context.train_labels)
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= count):
+        raise StateError(f"{name}.indices point outside the training split (0..{count - 1}): "
+                         f"min {int(indices.min())}, max {int(indices.max())}")
+    if len(set(indices.tolist())) != len(indices):
+        raise StateError(f"{name}.indices hold an index more than once")
+    actual = np.asarray(context.train_labels)[indices.numpy()]
+    wrong = int((actual != labels.numpy()).sum())
+    if wrong:
+        raise StateError(f"{name}: {wrong} of {len(labels)} stored labels differ from the "
+                         "dataset's labels at the stored indices")
+    expected = expected_class_counts(size, context.tasks, context.task, context.train_labels)
+    sequence = [c for c, n in expected.items() for _ in range(n)]
+    if labels.tolist() != sequence:
+        found = {int(c): int((labels == c).sum()) for c in dict.fromkeys(labels.tolist())}
+        raise StateError(f"{name} holds {found or 'no images'} (class: images); after task "
+                         f"{context.task} it holds {expected}")
+
 
 class ReplayBuffer:
     """Indices (int64) and their labels, grouped by class in the order classes were seen."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from clexp.methods.base import Method, TaskContext
-from clexp.methods.buffer import ReplayBuffer
+from clexp.methods.base import Method, StateContext, TaskContext
+from clexp.methods.buffer import ReplayBuffer, check_buffer_state
 
 
 class ER(Method):
@@ -49,3 +49,7 @@ class ER(Method):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])
+
+    def check_state(self, state: dict, context: StateContext) -> None:
+        super().check_state(state, context)
+        check_buffer_state(state.get("buffer"), self.buffer.size, context)

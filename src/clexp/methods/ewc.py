@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clexp.methods.base import Method, TaskContext, flat_parameters
+from clexp.errors import StateError
+from clexp.methods.base import Method, StateContext, TaskContext, flat_parameters, state_tensor
 
 FISHER_CHUNK = 1024  # images per forward pass of the Fisher estimate
 
@@ -133,3 +134,14 @@ class EWC(Method):
         device = self.fishers.device
         self.fishers = state["fishers"].to(device)
         self.anchors = state["anchors"].to(device)
+
+    def check_state(self, state: dict, context: StateContext) -> None:
+        """One Fisher and anchor per task (online: one running pair), each of the model's
+        parameter count; Fishers non-negative."""
+        super().check_state(state, context)
+        rows = 1 if self.online else context.task
+        shape = (rows, context.parameter_count())
+        state_tensor(state, "fishers", shape=shape, dims=2, non_negative=True)
+        state_tensor(state, "anchors", shape=shape, dims=2)
+        if not bool(state["fishers"].any()):
+            raise StateError("fishers are all zero (no Fisher information stored)")

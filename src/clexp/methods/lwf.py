@@ -16,7 +16,8 @@ import copy
 import torch
 from torch import nn
 
-from clexp.methods.base import Method, TaskContext
+from clexp.errors import StateError
+from clexp.methods.base import Method, StateContext, TaskContext, check_model_like
 
 
 def distillation(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float):
@@ -68,3 +69,11 @@ class LwF(Method):
         super().load_state_dict(state)
         if "previous_model" in state:
             self._snapshot(state["previous_model"])
+
+    def check_state(self, state: dict, context: StateContext) -> None:
+        """The snapshot of the model after the checkpoint's task: every checkpoint follows a
+        consolidated task, so it is required."""
+        super().check_state(state, context)
+        if "previous_model" not in state:
+            raise StateError("previous_model (the snapshot distilled from) is missing")
+        check_model_like(state["previous_model"], context.model.state_dict(), "previous_model")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from clexp.methods.base import Method, TaskContext
+from clexp.errors import StateError
+from clexp.methods.base import Method, StateContext, TaskContext, state_tensor
 from clexp.ogd import (
     FlatBuffer,
     GradientProjector,
@@ -27,6 +28,8 @@ from clexp.ogd import (
 )
 
 PROJECTIONS = ("gradient", "step")
+# |B B^T - I| of a stored basis: Gram-Schmidt twice in float64 keeps it near 1e-15.
+ORTHONORMAL_TOLERANCE = 1e-6
 
 
 def alignment(update: torch.Tensor, basis: torch.Tensor, wide: torch.Tensor | None = None
@@ -113,3 +116,18 @@ class OGD(Method):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.basis = state["basis"].to(device=self.basis.device, dtype=torch.float64)
+
+    def check_state(self, state: dict, context: StateContext) -> None:
+        """At most one direction per consolidated task, of the model's parameter count, with
+        orthonormal rows (what the projection assumes)."""
+        super().check_state(state, context)
+        basis = state_tensor(state, "basis", dims=2, shape=(None, context.parameter_count()))
+        if basis.shape[0] > context.task:
+            raise StateError(f"basis has {basis.shape[0]} directions after {context.task} "
+                             "task(s); OGD stores at most one per task")
+        gram = basis.to(torch.float64) @ basis.to(torch.float64).T
+        error = (gram - torch.eye(len(gram), dtype=torch.float64)).abs().max().item() \
+            if len(gram) else 0.0
+        if error > ORTHONORMAL_TOLERANCE:
+            raise StateError(f"basis rows are not orthonormal (largest deviation of B B^T "
+                             f"from I: {error:.3g})")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from clexp.methods.base import Method, TaskContext, flat_parameters
+from clexp.methods.base import Method, StateContext, TaskContext, flat_parameters, state_tensor
 
 
 class SI(Method):
@@ -79,3 +79,12 @@ class SI(Method):
         self.anchor = state["anchor"].to(device)
         self.importance = state["importance"].to(device)
         self.path = state["path"].to(device)
+
+    def check_state(self, state: dict, context: StateContext) -> None:
+        """Anchor, importance and path integral, each of the model's parameter count;
+        importance non-negative."""
+        super().check_state(state, context)
+        shape = (context.parameter_count(),)
+        state_tensor(state, "anchor", shape=shape, dims=1)
+        state_tensor(state, "importance", shape=shape, dims=1, non_negative=True)
+        state_tensor(state, "path", shape=shape, dims=1)
