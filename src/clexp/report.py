@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import re
@@ -127,23 +128,20 @@ class ImageEncoder:
         return self.cache[key]
 
 
-def embed_image(path: str | Path, alt: str, encoder: ImageEncoder | None = None,
-                detail: bool = False) -> str:
-    """An <img> tag carrying the figure at `path` as a data URI (re-encoded by `encoder`
-    when given, else the PNG as it is)."""
+def image_uri(path: str | Path, encoder: ImageEncoder | None = None,
+              detail: bool = False) -> str:
+    """The figure at `path` as a data URI (re-encoded by `encoder` when given, else the PNG as
+    it is)."""
     if encoder is None:
-        uri = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-    else:
-        uri = encoder.uri(path, detail)
-    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+        return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    return encoder.uri(path, detail)
 
 
 def figure_html(path: str | Path, caption: str, encoder: ImageEncoder | None = None,
                 detail: bool = False, anchor: str = "", wide: bool = False) -> str:
-    """A captioned, embedded figure (with an id when `anchor` is given)."""
-    ident = (f' id="{anchor}"' if anchor else "") + (' class="wide"' if wide else "")
-    return (f"<figure{ident}>{embed_image(path, caption, encoder, detail)}"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    """A captioned, embedded figure (with an id when `anchor` is given): the `figure` macro
+    of templates/parts.html.j2."""
+    return str(_parts().figure(image_uri(path, encoder, detail), caption, anchor, wide))
 
 
 def table_html(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -157,6 +155,7 @@ def section_id(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
+@functools.cache
 def _templates():
     """The report's Jinja2 templates (src/clexp/templates), HTML-escaping every value that
     is not marked safe."""
@@ -165,6 +164,11 @@ def _templates():
     return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                        autoescape=select_autoescape(["j2", "html"]), undefined=StrictUndefined,
                        keep_trailing_newline=True)
+
+
+def _parts():
+    """The macros of templates/parts.html.j2."""
+    return _templates().get_template("parts.html.j2").module
 
 
 def render_report(title: str, sections: list[tuple[str, str]], intro: str = "") -> str:
@@ -354,49 +358,33 @@ def comparison_anchor(section: str, name: str) -> str:
     return f"fig-{section}-{name}".replace("_", "-")
 
 
-def _links(files: StudyFiles, experiment: str, seed: int) -> str:
-    folder = files.link(str(Path(files.run("accuracy_matrix", experiment, seed)).parent))
-    return f'<a href="{html.escape(folder)}/">{html.escape(folder)}/</a>'
-
-
 def experiment_html(files: StudyFiles, experiment: str, encoder: ImageEncoder) -> str:
-    """An experiment's details, folded: its accuracy and probe tables, every per-run figure
-    of the first seed and its per-checkpoint figures folded per task. Other seeds' figures
-    are linked (their files), not embedded."""
+    """An experiment's details, folded (the `experiment` macro of templates/parts.html.j2):
+    its accuracy and probe tables, every per-run figure of the first seed and its
+    per-checkpoint figures folded per task. Other seeds' figures are linked (their files),
+    not embedded."""
     seed = files.analysis_seeds[0]
     tasks = files.tasks[experiment]
-    parts = []
-    matrix = pd.read_csv(files.run("accuracy_matrix", experiment, seed))
-    parts.append(f"<p>Accuracy after each task ({experiment}, seed {seed}):</p>"
-                 + table_html(matrix))
     captions = dict(RUN_FIGURE_CAPTIONS)
     if tasks > 1:
         captions.update(TASK_FIGURE_CAPTIONS)
-    for name, caption in captions.items():
-        key = "run_figures" if name in RUN_FIGURE_CAPTIONS else "task_figures"
-        parts.append(figure_html(files.run(key, experiment, seed, name),
-                                 f"{caption}: {experiment}, seed {seed}", encoder, True))
-    probes = pd.read_csv(files.run("probe_table", experiment, seed))
-    parts.append(f"<p>Linear-probe accuracy per class after each task ({experiment}, seed "
-                 f"{seed}):</p>" + table_html(probes, digits=2))
-    for task in range(1, tasks + 1):
-        figures = "".join(
-            figure_html(files.checkpoint(name, experiment, seed, task),
-                        f"{caption}: {experiment}, seed {seed}, task {task}", encoder, True)
-            for name, caption in CHECKPOINT_FIGURE_CAPTIONS.items()
-        )
-        parts.append(f"<details><summary>Checkpoint after task {task}: {experiment}, seed "
-                     f"{seed}</summary>{figures}</details>")
-    other_seeds = [s for s in files.seeds if s != seed]
-    if other_seeds:
-        others = "; ".join(f"seed {s}: {_links(files, experiment, s)}" for s in other_seeds)
-        parts.append("<p>The other seeds are not embedded (the comparisons above show their "
-                     "spread; seeds outside <code>analysis.seeds</code> have metrics and tables, "
-                     f"no figures); their files: {others}</p>")
-    one_task = " (one task: no per-task figures)" if tasks == 1 else ""
-    return (f'<details id="{section_id(experiment)}"><summary><strong>'
-            f"{html.escape(experiment)}</strong>: tables and every figure of seed {seed}"
-            f"{one_task}</summary>{''.join(parts)}</details>")
+    figures = [figure_html(files.run("run_figures" if name in RUN_FIGURE_CAPTIONS
+                                     else "task_figures", experiment, seed, name),
+                           f"{caption}: {experiment}, seed {seed}", encoder, True)
+               for name, caption in captions.items()]
+    checkpoints = [{"task": task, "figures": [
+        figure_html(files.checkpoint(name, experiment, seed, task),
+                    f"{caption}: {experiment}, seed {seed}, task {task}", encoder, True)
+        for name, caption in CHECKPOINT_FIGURE_CAPTIONS.items()]}
+        for task in range(1, tasks + 1)]
+    other_seeds = [{"seed": s, "folder": files.link(str(Path(
+        files.run("accuracy_matrix", experiment, s)).parent))}
+        for s in files.seeds if s != seed]
+    return str(_parts().experiment(
+        experiment, section_id(experiment), seed, tasks == 1,
+        table_html(pd.read_csv(files.run("accuracy_matrix", experiment, seed))), figures,
+        table_html(pd.read_csv(files.run("probe_table", experiment, seed)), digits=2),
+        checkpoints, other_seeds))
 
 
 def _study_table(files: StudyFiles, name: str) -> pd.DataFrame:

@@ -186,7 +186,8 @@ CODE = {
     "report": [
         str(SOURCE_DIR / "clexp" / m)
         for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py",
-                          "templates/page.html.j2", "templates/findings.html.j2"]
+                          "templates/page.html.j2", "templates/findings.html.j2",
+                          "templates/parts.html.j2"]
     ],
 }
 
