@@ -23,11 +23,12 @@ figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; }
 nav li { margin: 0.2em 0; }
 table { display: block; overflow-x: auto; max-width: 100%; }
-table.findings { font-size: 0.8em; }
+table.findings { font-size: 0.75em; }
 table.findings td, table.findings th { text-align: left; vertical-align: top; }
-table.findings td.ev { color: #444; max-width: 28em; }
-table.findings td.finding { max-width: 26em; }
-table.findings td.num { white-space: nowrap; text-align: right; }
+table.findings td.ev { color: #444; max-width: 22em; }
+table.findings td.finding { max-width: 24em; }
+table.findings td.num { max-width: 11em; }
+table.findings td.num { text-align: right; }
 table.findings .section, table.findings .why { font-size: 0.85em; color: #666; }
 table.findings tr.first td { border-top: 2px solid #999; }
 td.verdict, td.pv { font-weight: bold; white-space: nowrap; }
