@@ -21,9 +21,9 @@ include: "workflow/rules/report.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         REPORT,
+    localrule: True
 
 
 # Local runs: jobs fork from one warm process instead of importing torch & co. each time

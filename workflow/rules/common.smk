@@ -163,8 +163,15 @@ _heal_dataset()
 
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = [
-    "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
-    "methods/__init__.py", "methods/registry.py",
+    "__init__.py",
+    "config.py",
+    "errors.py",
+    "files.py",
+    "jobserver.py",
+    "joblog.py",
+    "threads.py",
+    "methods/__init__.py",
+    "methods/registry.py",
 ]
 _METHODS = [f"methods/{m}.py" for m in ("base", "ogd", "ewc", "si", "lwf", "buffer", "er", "agem")]
 # training.py imports every method (the registry builds any of them)
@@ -178,16 +185,23 @@ CODE = {
     ],
     "figures": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py",
-                          "comparisons.py"]
+        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py", "comparisons.py"]
     ],
     # the claims and their statistics: editing a claim reruns only the findings and the report
     "findings": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["findings.py"]],
     "report": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py",
-                          "templates/page.html.j2", "templates/findings.html.j2",
-                          "templates/parts.html.j2"]
+        for m in _CORE
+        + [
+            "report.py",
+            "summary.py",
+            "bench.py",
+            "findings.py",
+            "comparisons.py",
+            "templates/page.html.j2",
+            "templates/findings.html.j2",
+            "templates/parts.html.j2",
+        ]
     ],
 }
 
@@ -232,21 +246,31 @@ def run_files(pattern):
 
 def all_runs(pattern, seeds=None):
     """`pattern` for every selected experiment and seed (or `seeds`)."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
-            for s in (SEEDS if seeds is None else seeds)]
+    return [
+        pattern.format(experiment=e, seed=s)
+        for e in EXPERIMENTS
+        for s in (SEEDS if seeds is None else seeds)
+    ]
 
 
 def multi_task_runs(pattern, seeds=None):
     """`pattern` for every seed (or `seeds`) of every selected experiment of more than one
     task."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
-            for s in (SEEDS if seeds is None else seeds) if num_tasks(e) > 1]
+    return [
+        pattern.format(experiment=e, seed=s)
+        for e in EXPERIMENTS
+        for s in (SEEDS if seeds is None else seeds)
+        if num_tasks(e) > 1
+    ]
 
 
 def comparison_figures():
     """Every comparison figure of this run: (section, figure name, path)."""
-    return [(section, name, COMPARISON_FIGURE.format(section=section, figure=name))
-            for section in COMPARISONS for name in section_figures(section)]
+    return [
+        (section, name, COMPARISON_FIGURE.format(section=section, figure=name))
+        for section in COMPARISONS
+        for name in section_figures(section)
+    ]
 
 
 def protocol_settings():
@@ -260,8 +284,10 @@ def run_benchmarks():
     """The benchmark files of the jobs this run's report depends on (the report's own is not
     written yet): what its timing table reads, so that files of experiments built earlier in
     this folder, or stray files, are not counted."""
-    files = [BENCHMARKS[name] for name in ("prepare_data", "summarize", "checkpoint_table",
-                                           "findings", "plot_study")]
+    files = [
+        BENCHMARKS[name]
+        for name in ("prepare_data", "summarize", "checkpoint_table", "findings", "plot_study")
+    ]
     if comparison_figures():
         files.append(BENCHMARKS["plot_comparisons"])
     for name in ("train_task", "evaluate_checkpoint"):
@@ -322,5 +348,6 @@ UNTRAINED_KEYS = ("name", "tasks", "norm", "dropout", "probe_unseen", "method", 
 
 
 def untrained_params(wildcards):
-    return {k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS
-            if k in RUNS[wildcards.experiment]}
+    return {
+        k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS if k in RUNS[wildcards.experiment]
+    }
