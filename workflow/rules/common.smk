@@ -1,4 +1,5 @@
 # Configuration checks, every output path pattern and the input functions.
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -351,3 +352,59 @@ def untrained_params(wildcards):
     return {
         k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS if k in RUNS[wildcards.experiment]
     }
+
+
+# ---- cluster jobs (profiles/slurm) ----
+# One experiment's work is one cluster job: its seeds' training, evaluation, analysis and
+# figure jobs. The dataset, the code digests and the aggregates over experiments stay out of
+# every group: grouping follows dependencies, so any of them would join all runs into one job.
+RUN_GROUP = "run_{experiment}"
+# Connected components of one group name merged into one group job: "all of them". The seeds
+# of an experiment share nothing inside the group (only the dataset and code digests), so each
+# seed's chain (and its untrained control) is a component of its own.
+_EVERY_COMPONENT = 1_000_000
+
+
+def submits_jobs():
+    """Whether this Snakemake submits its jobs to a cluster (or plans to, in a dry run of
+    such a profile: `--jobs` then counts cluster jobs), rather than running them here.
+    Known once the DAG is built, not while the Snakefile is read."""
+    return workflow.non_local_exec or workflow.resource_settings.nodes is not None
+
+
+def run_group(wildcards):
+    """`group:` of every per-run job: its experiment's group (RUN_GROUP) on a cluster, none
+    elsewhere (a local run ignores groups anyway; so does a local dry run, which then lists
+    jobs as before).
+
+    It also merges the group's connected components (the seeds) into one group job. This is
+    set here rather than in the profile's `group-components`, because Snakemake does not pass
+    that setting to the Snakemake that runs the group on its node, which would otherwise run
+    the seeds one after the other."""
+    if not submits_jobs():
+        return None
+    group = RUN_GROUP.format(experiment=wildcards.experiment)
+    settings = workflow.group_settings
+    if group not in settings.group_components:  # a profile's own setting wins
+        settings.group_components = {**settings.group_components, group: _EVERY_COMPONENT}
+    return group
+
+
+def group_runs(rules):
+    """Give every per-run rule (an {experiment} wildcard in its outputs), local ones aside,
+    the group of its experiment (`run_group`), so that a new per-run rule joins it by itself."""
+    for each in rules:
+        # (workflow._localrules: the names of `localrule: True` rules, which stay local.)
+        if "experiment" in each.wildcard_names and each.name not in workflow._localrules:
+            each.group = run_group
+
+
+def runs_group_members():
+    """Whether this Snakemake runs the members of a group job on a cluster node: a job's
+    Snakemake (remote mode) with the local executor (no `--jobs`), given the group's id. (Read
+    from its command line: Snakemake sets its group settings only after the Snakefile.)"""
+    return (
+        workflow.remote_exec
+        and workflow.resource_settings.nodes is None
+        and "--local-groupid" in sys.argv
+    )
