@@ -26,8 +26,16 @@ rule all:
     localrule: True
 
 
-# Cluster runs: one job per experiment (common.smk, profiles/slurm).
+# Cluster runs: one job per experiment (common.smk, profiles/slurm). Its training jobs keep
+# their outputs, and a resubmitted group job restores them (clexp.kept); local runs do
+# neither, whatever the environment says.
 group_runs(workflow.rules)
+for variable in (kept.KEEP_VARIABLE, kept.RESTORE_VARIABLE):
+    os.environ.pop(variable, None)
+if workflow.remote_exec:
+    os.environ[kept.KEEP_VARIABLE] = TRAIN_KEPT
+    if cluster_job_attempt() > 1:
+        os.environ[kept.RESTORE_VARIABLE] = "1"
 
 # Jobs fork from one warm process instead of importing torch & co. each time
 # (src/clexp/jobserver.py): in local runs, and on a cluster node in a group job, whose

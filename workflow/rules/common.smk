@@ -31,7 +31,7 @@ from clexp.config import (  # noqa: E402
     validate_config,
 )
 from clexp.errors import ConfigError  # noqa: E402
-from clexp import jobserver  # noqa: E402
+from clexp import jobserver, kept  # noqa: E402
 
 try:
     check_config_files(workflow.configfiles)
@@ -179,7 +179,8 @@ _METHODS = [f"methods/{m}.py" for m in ("base", "ogd", "ewc", "si", "lwf", "buff
 _TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py", "ogd.py", *_METHODS]
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
-    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH],
+    # kept.py: a resubmitted cluster job restores the training tasks it had finished
+    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["kept.py"]],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
         for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py"]
@@ -359,6 +360,8 @@ def untrained_params(wildcards):
 # figure jobs. The dataset, the code digests and the aggregates over experiments stay out of
 # every group: grouping follows dependencies, so any of them would join all runs into one job.
 RUN_GROUP = "run_{experiment}"
+# Where a training job in a cluster job keeps hard links of its outputs (clexp.kept).
+TRAIN_KEPT = "results/kept/train_task/{experiment}/seed{seed}/task{task}"
 # Connected components of one group name merged into one group job: "all of them". The seeds
 # of an experiment share nothing inside the group (only the dataset and code digests), so each
 # seed's chain (and its untrained control) is a component of its own.
@@ -397,6 +400,16 @@ def group_runs(rules):
         # (workflow._localrules: the names of `localrule: True` rules, which stay local.)
         if "experiment" in each.wildcard_names and each.name not in workflow._localrules:
             each.group = run_group
+
+
+def cluster_job_attempt():
+    """Which submission of its cluster job this Snakemake runs (1: the first), from the
+    `--attempt` Snakemake gives the job's Snakemake on the node (read from the command line for
+    the same reason as in `runs_group_members`)."""
+    try:
+        return int(sys.argv[sys.argv.index("--attempt") + 1])
+    except (ValueError, IndexError):
+        return 1
 
 
 def runs_group_members():
