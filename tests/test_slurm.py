@@ -202,18 +202,21 @@ def wall_seconds(env, job: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def benchmark_seconds(project: Path, experiment: str) -> dict[str, list[float]]:
-    """Per rule, the benchmark seconds of one experiment's jobs."""
+def benchmark_seconds(project: Path, experiment: str, since: float = 0) -> dict[str, list[float]]:
+    """Per rule, the benchmark seconds of one experiment's jobs (those run `since`)."""
     seconds: dict[str, list[float]] = {}
     for path in (project / "results" / "benchmarks").glob(f"*/{experiment}/**/*.tsv"):
+        if path.stat().st_mtime < since:
+            continue
         value = float(path.read_text().splitlines()[1].split("\t")[0])
         seconds.setdefault(path.relative_to(project / "results" / "benchmarks").parts[0],
                            []).append(value)
     return seconds
 
 
-def member_logs(project: Path, experiment: str) -> list[Path]:
-    return sorted((project / "results" / "logs").glob(f"*/{experiment}/**/*.log"))
+def member_logs(project: Path, experiment: str, since: float = 0) -> list[Path]:
+    return sorted(log for log in (project / "results" / "logs").glob(f"*/{experiment}/**/*.log")
+                  if log.stat().st_mtime >= since)
 
 
 def test_one_cluster_job_per_experiment(slurm_cluster, plugin_path, tmp_path):
@@ -298,12 +301,15 @@ def test_one_cluster_job_per_experiment(slurm_cluster, plugin_path, tmp_path):
     # server this time, to measure what it saves inside a group job.)
     config["experiments"]["seq_bn"]["epochs"] = 1
     (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    edited = time.time()
     cluster_run("--config", "job_server=false")
     assert [what for _, what in submissions.new()] == ["run_seq_bn"]
-    assert not any(jobserver.job_usage(log) for log in member_logs(project, "seq_bn"))
-    without_server = benchmark_seconds(project, "seq_bn")
+    rerun = member_logs(project, "seq_bn", since=edited)
+    assert rerun and not any(jobserver.job_usage(log) for log in rerun), rerun
+    without_server = benchmark_seconds(project, "seq_bn", since=edited)
+    assert "train_task" in without_server and "evaluate_checkpoint" in without_server
     # The same work in both runs, but for training (one epoch instead of two).
-    for rule in sorted(with_server):
+    for rule in sorted(without_server):
         print(f"{rule} in a group job: median {statistics.median(with_server[rule]):.2f} s "
               f"with the job server, {statistics.median(without_server[rule]):.2f} s without")
 
