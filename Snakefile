@@ -21,25 +21,39 @@ include: "workflow/rules/report.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         REPORT,
+    localrule: True
 
 
-# Local runs: jobs fork from one warm process instead of importing torch & co. each time
-# (src/clexp/jobserver.py). Not on cluster nodes, and not with conda/container deployment.
+# Cluster runs: one job per experiment (common.smk, profiles/slurm). Its training jobs keep
+# their outputs, and a resubmitted group job restores them (clexp.kept); local runs do
+# neither, whatever the environment says.
+group_runs(workflow.rules)
+for variable in (kept.KEEP_VARIABLE, kept.RESTORE_VARIABLE):
+    os.environ.pop(variable, None)
+if workflow.remote_exec:
+    os.environ[kept.KEEP_VARIABLE] = TRAIN_KEPT
+    if cluster_job_attempt() > 1:
+        os.environ[kept.RESTORE_VARIABLE] = "1"
+
+# Jobs fork from one warm process instead of importing torch & co. each time
+# (src/clexp/jobserver.py): in local runs, and on a cluster node in a group job, whose
+# members run side by side in one Snakemake. Not with conda/container deployment.
 JOB_SERVER = {}
 # Only this run's own server: not one announced by the environment Snakemake started in.
 os.environ.pop(jobserver.SOCKET_VARIABLE, None)
+JOB_SERVER_WANTED = config["job_server"] and not workflow.deployment_settings.deployment_method
+
+# A group job's Snakemake runs no hooks (--no-hooks): its server starts here, and stops
+# when that Snakemake exits (or dies: the server follows its parent).
+if JOB_SERVER_WANTED and runs_group_members():
+    JOB_SERVER["process"] = jobserver.start()
+    atexit.register(jobserver.stop, JOB_SERVER["process"])
 
 
 onstart:
-    if (
-        config["job_server"]
-        and workflow.local_exec
-        and workflow.is_main_process
-        and not workflow.deployment_settings.deployment_method
-    ):
+    if JOB_SERVER_WANTED and workflow.local_exec and workflow.is_main_process:
         JOB_SERVER["process"] = jobserver.start()
 
 

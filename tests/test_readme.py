@@ -32,7 +32,7 @@ NOT_RUN = {
     "python -m pytest": "the test suite itself; .ci/run runs it, read from the README",
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu":
         "needs PyTorch's wheel index on the internet",
-    "snakemake --profile profiles/slurm results/report.html":
+    "snakemake --workflow-profile profiles/slurm results/report.html":
         "needs a SLURM cluster; tests/test_slurm.py runs this profile on a one-node cluster",
 }
 # Installing the SLURM plugin makes every later Snakemake start probe for SLURM: run it last.

@@ -1,4 +1,5 @@
 # Configuration checks, every output path pattern and the input functions.
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from clexp.config import (  # noqa: E402
     validate_config,
 )
 from clexp.errors import ConfigError  # noqa: E402
-from clexp import jobserver  # noqa: E402
+from clexp import jobserver, kept  # noqa: E402
 
 try:
     check_config_files(workflow.configfiles)
@@ -163,31 +164,46 @@ _heal_dataset()
 
 # ---- library code each kind of job runs (Snakemake does not track imports itself) ----
 _CORE = [
-    "__init__.py", "config.py", "errors.py", "files.py", "jobserver.py", "joblog.py", "threads.py",
-    "methods/__init__.py", "methods/registry.py",
+    "__init__.py",
+    "config.py",
+    "errors.py",
+    "files.py",
+    "jobserver.py",
+    "joblog.py",
+    "threads.py",
+    "methods/__init__.py",
+    "methods/registry.py",
 ]
 _METHODS = [f"methods/{m}.py" for m in ("base", "ogd", "ewc", "si", "lwf", "buffer", "er", "agem")]
 # training.py imports every method (the registry builds any of them)
 _TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py", "ogd.py", *_METHODS]
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
-    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH],
+    # kept.py: a resubmitted cluster job restores the training tasks it had finished
+    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["kept.py"]],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
         for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py"]
     ],
     "figures": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py",
-                          "comparisons.py"]
+        for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py", "comparisons.py"]
     ],
     # the claims and their statistics: editing a claim reruns only the findings and the report
     "findings": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["findings.py"]],
     "report": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _CORE + ["report.py", "summary.py", "bench.py", "findings.py", "comparisons.py",
-                          "templates/page.html.j2", "templates/findings.html.j2",
-                          "templates/parts.html.j2"]
+        for m in _CORE
+        + [
+            "report.py",
+            "summary.py",
+            "bench.py",
+            "findings.py",
+            "comparisons.py",
+            "templates/page.html.j2",
+            "templates/findings.html.j2",
+            "templates/parts.html.j2",
+        ]
     ],
 }
 
@@ -232,21 +248,31 @@ def run_files(pattern):
 
 def all_runs(pattern, seeds=None):
     """`pattern` for every selected experiment and seed (or `seeds`)."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
-            for s in (SEEDS if seeds is None else seeds)]
+    return [
+        pattern.format(experiment=e, seed=s)
+        for e in EXPERIMENTS
+        for s in (SEEDS if seeds is None else seeds)
+    ]
 
 
 def multi_task_runs(pattern, seeds=None):
     """`pattern` for every seed (or `seeds`) of every selected experiment of more than one
     task."""
-    return [pattern.format(experiment=e, seed=s) for e in EXPERIMENTS
-            for s in (SEEDS if seeds is None else seeds) if num_tasks(e) > 1]
+    return [
+        pattern.format(experiment=e, seed=s)
+        for e in EXPERIMENTS
+        for s in (SEEDS if seeds is None else seeds)
+        if num_tasks(e) > 1
+    ]
 
 
 def comparison_figures():
     """Every comparison figure of this run: (section, figure name, path)."""
-    return [(section, name, COMPARISON_FIGURE.format(section=section, figure=name))
-            for section in COMPARISONS for name in section_figures(section)]
+    return [
+        (section, name, COMPARISON_FIGURE.format(section=section, figure=name))
+        for section in COMPARISONS
+        for name in section_figures(section)
+    ]
 
 
 def protocol_settings():
@@ -260,8 +286,10 @@ def run_benchmarks():
     """The benchmark files of the jobs this run's report depends on (the report's own is not
     written yet): what its timing table reads, so that files of experiments built earlier in
     this folder, or stray files, are not counted."""
-    files = [BENCHMARKS[name] for name in ("prepare_data", "summarize", "checkpoint_table",
-                                           "findings", "plot_study")]
+    files = [
+        BENCHMARKS[name]
+        for name in ("prepare_data", "summarize", "checkpoint_table", "findings", "plot_study")
+    ]
     if comparison_figures():
         files.append(BENCHMARKS["plot_comparisons"])
     for name in ("train_task", "evaluate_checkpoint"):
@@ -322,5 +350,74 @@ UNTRAINED_KEYS = ("name", "tasks", "norm", "dropout", "probe_unseen", "method", 
 
 
 def untrained_params(wildcards):
-    return {k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS
-            if k in RUNS[wildcards.experiment]}
+    return {
+        k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS if k in RUNS[wildcards.experiment]
+    }
+
+
+# ---- cluster jobs (profiles/slurm) ----
+# One experiment's work is one cluster job: its seeds' training, evaluation, analysis and
+# figure jobs. The dataset, the code digests and the aggregates over experiments stay out of
+# every group: grouping follows dependencies, so any of them would join all runs into one job.
+RUN_GROUP = "run_{experiment}"
+# Where a training job in a cluster job keeps hard links of its outputs (clexp.kept).
+TRAIN_KEPT = "results/kept/train_task/{experiment}/seed{seed}/task{task}"
+# Connected components of one group name merged into one group job: "all of them". The seeds
+# of an experiment share nothing inside the group (only the dataset and code digests), so each
+# seed's chain (and its untrained control) is a component of its own.
+_EVERY_COMPONENT = 1_000_000
+
+
+def submits_jobs():
+    """Whether this Snakemake submits its jobs to a cluster (or plans to, in a dry run of
+    such a profile: `--jobs` then counts cluster jobs), rather than running them here.
+    Known once the DAG is built, not while the Snakefile is read."""
+    return workflow.non_local_exec or workflow.resource_settings.nodes is not None
+
+
+def run_group(wildcards):
+    """`group:` of every per-run job: its experiment's group (RUN_GROUP) on a cluster, none
+    elsewhere (a local run ignores groups anyway; so does a local dry run, which then lists
+    jobs as before).
+
+    It also merges the group's connected components (the seeds) into one group job. This is
+    set here rather than in the profile's `group-components`, because Snakemake does not pass
+    that setting to the Snakemake that runs the group on its node, which would otherwise run
+    the seeds one after the other."""
+    if not submits_jobs():
+        return None
+    group = RUN_GROUP.format(experiment=wildcards.experiment)
+    settings = workflow.group_settings
+    if group not in settings.group_components:  # a profile's own setting wins
+        settings.group_components = {**settings.group_components, group: _EVERY_COMPONENT}
+    return group
+
+
+def group_runs(rules):
+    """Give every per-run rule (an {experiment} wildcard in its outputs), local ones aside,
+    the group of its experiment (`run_group`), so that a new per-run rule joins it by itself."""
+    for each in rules:
+        # (workflow._localrules: the names of `localrule: True` rules, which stay local.)
+        if "experiment" in each.wildcard_names and each.name not in workflow._localrules:
+            each.group = run_group
+
+
+def cluster_job_attempt():
+    """Which submission of its cluster job this Snakemake runs (1: the first), from the
+    `--attempt` Snakemake gives the job's Snakemake on the node (read from the command line for
+    the same reason as in `runs_group_members`)."""
+    try:
+        return int(sys.argv[sys.argv.index("--attempt") + 1])
+    except (ValueError, IndexError):
+        return 1
+
+
+def runs_group_members():
+    """Whether this Snakemake runs the members of a group job on a cluster node: a job's
+    Snakemake (remote mode) with the local executor (no `--jobs`), given the group's id. (Read
+    from its command line: Snakemake sets its group settings only after the Snakefile.)"""
+    return (
+        workflow.remote_exec
+        and workflow.resource_settings.nodes is None
+        and "--local-groupid" in sys.argv
+    )

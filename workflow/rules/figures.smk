@@ -1,4 +1,10 @@
 rule plot_checkpoint:
+    input:
+        forgetting_curve=FORGETTING_CURVE,
+        relative_updates=RELATIVE_UPDATES,
+        gradient_maps=GRADIENT_MAPS,
+        analysis=ANALYSIS,
+        code=CODE["figures"],
     output:
         **{
             name: report(
@@ -7,25 +13,21 @@ rule plot_checkpoint:
                 category="Checkpoints",
                 subcategory="{experiment}",
                 labels={
-                    "experiment": "{experiment}", "figure": name, "seed": "{seed}",
+                    "experiment": "{experiment}",
+                    "figure": name,
+                    "seed": "{seed}",
                     "task": "{task}",
                 },
             )
             for name, path in CHECKPOINT_FIGURES.items()
         },
-    input:
-        forgetting_curve=FORGETTING_CURVE,
-        relative_updates=RELATIVE_UPDATES,
-        gradient_maps=GRADIENT_MAPS,
-        analysis=ANALYSIS,
-        code=CODE["figures"],
-    benchmark:
-        BENCHMARKS["plot_checkpoint"]
     log:
         f"{LOG_DIR}/plot_checkpoint/{{experiment}}/seed{{seed}}/task{{task}}.log",
+    benchmark:
+        BENCHMARKS["plot_checkpoint"]
+    priority: SOON
     conda:
         CONDA_ENV
-    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
@@ -34,12 +36,11 @@ rule plot_checkpoint:
 
 
 rule plot_run:
+    input:
+        metrics=run_files(METRICS),
+        train_logs=run_files(TRAIN_LOG),
+        code=CODE["figures"],
     output:
-        accuracy_matrix=ACCURACY_MATRIX,
-        accuracy_matrix_til=ACCURACY_MATRIX_TIL,
-        learning_curves=LEARNING_CURVES,
-        probe_table=PROBE_TABLE,
-        run_curves=RUN_CURVES,
         **{
             f"{name}_figure": report(
                 path,
@@ -50,17 +51,18 @@ rule plot_run:
             )
             for name, path in RUN_FIGURES.items()
         },
-    input:
-        metrics=run_files(METRICS),
-        train_logs=run_files(TRAIN_LOG),
-        code=CODE["figures"],
-    benchmark:
-        BENCHMARKS["plot_run"]
+        accuracy_matrix=ACCURACY_MATRIX,
+        accuracy_matrix_til=ACCURACY_MATRIX_TIL,
+        learning_curves=LEARNING_CURVES,
+        probe_table=PROBE_TABLE,
+        run_curves=RUN_CURVES,
     log:
         f"{LOG_DIR}/plot_run/{{experiment}}/seed{{seed}}.log",
+    benchmark:
+        BENCHMARKS["plot_run"]
+    priority: SOON
     conda:
         CONDA_ENV
-    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
@@ -69,6 +71,12 @@ rule plot_run:
 
 
 rule plot_run_tasks:
+    input:
+        accuracy_matrix=ACCURACY_MATRIX,
+        probe_table=PROBE_TABLE,
+        run_curves=RUN_CURVES,
+        metrics=run_files(METRICS),
+        code=CODE["figures"],
     output:
         **{
             name: report(
@@ -80,19 +88,13 @@ rule plot_run_tasks:
             )
             for name, path in TASK_FIGURES.items()
         },
-    input:
-        accuracy_matrix=ACCURACY_MATRIX,
-        probe_table=PROBE_TABLE,
-        run_curves=RUN_CURVES,
-        metrics=run_files(METRICS),
-        code=CODE["figures"],
-    benchmark:
-        BENCHMARKS["plot_run_tasks"]
     log:
         f"{LOG_DIR}/plot_run_tasks/{{experiment}}/seed{{seed}}.log",
+    benchmark:
+        BENCHMARKS["plot_run_tasks"]
+    priority: SOON
     conda:
         CONDA_ENV
-    priority: SOON
     threads: 1
     resources:
         mem_mb=500,
@@ -101,18 +103,18 @@ rule plot_run_tasks:
 
 
 rule checkpoint_table:
-    localrule: True
-    output:
-        checkpoints=CHECKPOINT_TABLE,
-        untrained=UNTRAINED_TABLE,
     input:
         metrics=all_checkpoint_files(METRICS),
         untrained=all_runs(UNTRAINED_METRICS),
         code=CODE["figures"],
-    benchmark:
-        BENCHMARKS["checkpoint_table"]
+    output:
+        checkpoints=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
     log:
         f"{LOG_DIR}/checkpoint_table.log",
+    benchmark:
+        BENCHMARKS["checkpoint_table"]
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
@@ -123,7 +125,10 @@ rule checkpoint_table:
 
 
 rule plot_comparisons:
-    localrule: True
+    input:
+        checkpoints=CHECKPOINT_TABLE,
+        untrained=UNTRAINED_TABLE,
+        code=CODE["figures"],
     output:
         [
             report(
@@ -135,39 +140,36 @@ rule plot_comparisons:
             )
             for section, name, path in comparison_figures()
         ],
-    input:
-        checkpoints=CHECKPOINT_TABLE,
-        untrained=UNTRAINED_TABLE,
-        code=CODE["figures"],
-    params:
-        groups=COMPARISONS,
-        figures=[[section, name, path] for section, name, path in comparison_figures()],
-    benchmark:
-        BENCHMARKS["plot_comparisons"]
     log:
         f"{LOG_DIR}/plot_comparisons.log",
+    benchmark:
+        BENCHMARKS["plot_comparisons"]
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        groups=COMPARISONS,
+        figures=[[section, name, path] for section, name, path in comparison_figures()],
     script:
         "../scripts/plot_comparisons.py"
 
 
 rule findings:
-    localrule: True
-    output:
-        FINDINGS,
     input:
         checkpoints=CHECKPOINT_TABLE,
         untrained=UNTRAINED_TABLE,
         summary=SUMMARY,
         code=CODE["findings"],
-    benchmark:
-        BENCHMARKS["findings"]
+    output:
+        FINDINGS,
     log:
         f"{LOG_DIR}/findings.log",
+    benchmark:
+        BENCHMARKS["findings"]
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
@@ -178,7 +180,11 @@ rule findings:
 
 
 rule plot_study:
-    localrule: True
+    input:
+        summary=SUMMARY,
+        run_curves=all_runs(RUN_CURVES),
+        metrics=all_checkpoint_files(METRICS),
+        code=CODE["figures"],
     output:
         **{f"{name}_table": path for name, path in STUDY_TABLES.items()},
         **{
@@ -190,21 +196,17 @@ rule plot_study:
             )
             for name, path in STUDY_FIGURES.items()
         },
-    input:
-        summary=SUMMARY,
-        run_curves=all_runs(RUN_CURVES),
-        metrics=all_checkpoint_files(METRICS),
-        code=CODE["figures"],
-    params:
-        settings=all_experiment_settings(),
-    benchmark:
-        BENCHMARKS["plot_study"]
     log:
         f"{LOG_DIR}/plot_study.log",
+    benchmark:
+        BENCHMARKS["plot_study"]
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
+    params:
+        settings=all_experiment_settings(),
     script:
         "../scripts/plot_study.py"

@@ -1,15 +1,15 @@
 rule summarize:
-    localrule: True
-    output:
-        summary=SUMMARY,
-        by_experiment=SUMMARY_BY_EXPERIMENT,
     input:
         metrics=all_checkpoint_files(METRICS),
         code=CODE["figures"],
-    benchmark:
-        BENCHMARKS["summarize"]
+    output:
+        summary=SUMMARY,
+        by_experiment=SUMMARY_BY_EXPERIMENT,
     log:
         f"{LOG_DIR}/summarize.log",
+    benchmark:
+        BENCHMARKS["summarize"]
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
@@ -20,9 +20,6 @@ rule summarize:
 
 
 rule report:
-    localrule: True
-    output:
-        REPORT,
     input:
         summary=SUMMARY,
         by_experiment=SUMMARY_BY_EXPERIMENT,
@@ -36,10 +33,21 @@ rule report:
         untrained=UNTRAINED_TABLE,
         findings=FINDINGS,
         comparisons=[path for _, _, path in comparison_figures()],
-        checkpoints=[
-            all_checkpoint_files(p, ANALYSIS_SEEDS) for p in CHECKPOINT_FIGURES.values()
-        ],
+        checkpoints=[all_checkpoint_files(p, ANALYSIS_SEEDS) for p in CHECKPOINT_FIGURES.values()],
         code=CODE["report"],
+    output:
+        REPORT,
+    log:
+        f"{LOG_DIR}/report.log",
+    benchmark:
+        BENCHMARKS["report"]
+    localrule: True
+    conda:
+        CONDA_ENV
+    # It runs last, alone: its figures are encoded side by side (capped at --cores).
+    threads: 4
+    resources:
+        mem_mb=1000,
     params:
         experiments=EXPERIMENTS,
         seeds=SEEDS,
@@ -66,15 +74,5 @@ rule report:
             "benchmarks": BENCHMARK_DIR,
             "benchmark_files": run_benchmarks(),
         },
-    benchmark:
-        BENCHMARKS["report"]
-    log:
-        f"{LOG_DIR}/report.log",
-    conda:
-        CONDA_ENV
-    # It runs last, alone: its figures are encoded side by side (capped at --cores).
-    threads: 4
-    resources:
-        mem_mb=1000,
     script:
         "../scripts/report.py"

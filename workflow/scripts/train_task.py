@@ -4,10 +4,26 @@ from clexp.joblog import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
+import os  # noqa: E402
+import sys  # noqa: E402
+
 import pandas as pd  # noqa: E402
 
+from clexp import kept  # noqa: E402
 from clexp.files import write_csv, write_npz  # noqa: E402
 from clexp.training import CURVE_COLUMNS, LOG_COLUMNS, run_training_task  # noqa: E402
+
+# In a cluster job: a resubmitted group job restores what this job finished before.
+keep_pattern = os.environ.get(kept.KEEP_VARIABLE)
+if keep_pattern:
+    keep_folder = keep_pattern.format(**snakemake.wildcards)
+    key = kept.job_key(dict(snakemake.params.items()), dict(snakemake.wildcards.items()),
+                       [*snakemake.input, os.path.join(snakemake.scriptdir, "train_task.py")])
+    resubmitted = os.environ.get(kept.RESTORE_VARIABLE)
+    if resubmitted and kept.restore(snakemake.output, keep_folder, key):
+        print(f"restored from {keep_folder} (trained by an earlier attempt of this job)",
+              file=sys.stderr)
+        sys.exit(0)
 
 result = run_training_task(
     snakemake.params.run,
@@ -27,3 +43,5 @@ write_csv(pd.DataFrame(result["forgetting_curve"], columns=CURVE_COLUMNS),
           snakemake.output.forgetting_curve)
 write_csv(pd.DataFrame(result["relative_updates"]), snakemake.output.relative_updates)
 write_npz(result["gradient_sums"], snakemake.output.gradient_maps)
+if keep_pattern:
+    kept.keep(snakemake.output, keep_folder, key)
