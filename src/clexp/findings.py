@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -134,34 +135,37 @@ class Part:
 
 
 @dataclass(frozen=True)
-class Greater:
-    """a > b + margin."""
+class _OneSided:
+    """a − b past the margin on the side `sense` names (b a quantity, or a number: then a
+    threshold, and the effect is a itself)."""
 
     a: Quantity
     b: Quantity | float
     margin: float = 0.0
     floor: float = SD_FLOOR
+    sense: ClassVar[str] = ">"
+    comparison: ClassVar[str] = "greater"
 
     def parts(self, tasks: int) -> list[Part]:
-        if not isinstance(self.b, Quantity):  # a threshold: the effect is a itself
-            return [Part(self.a, 0.0, ">", float(self.b) + self.margin, "greater", self.floor)]
-        return [Part(self.a, self.b, ">", self.margin, "greater", self.floor)]
+        sign = 1.0 if self.sense == ">" else -1.0
+        if not isinstance(self.b, Quantity):
+            return [Part(self.a, 0.0, self.sense, float(self.b) + sign * self.margin,
+                         self.comparison, self.floor)]
+        return [Part(self.a, self.b, self.sense, sign * self.margin + 0.0, self.comparison,
+                     self.floor)]
 
 
 @dataclass(frozen=True)
-class Less:
+class Greater(_OneSided):
+    """a > b + margin."""
+
+
+@dataclass(frozen=True)
+class Less(_OneSided):
     """a < b − margin (a negative margin allows a up to |margin| above b: "not better")."""
 
-    a: Quantity
-    b: Quantity | float
-    margin: float = 0.0
-    floor: float = SD_FLOOR
-
-    def parts(self, tasks: int) -> list[Part]:
-        if not isinstance(self.b, Quantity):  # a threshold: the effect is a itself
-            return [Part(self.a, 0.0, "<", float(self.b) - self.margin, "less", self.floor)]
-        return [Part(self.a, self.b, "<", -self.margin if self.margin else 0.0, "less",
-                     self.floor)]
+    sense: ClassVar[str] = "<"
+    comparison: ClassVar[str] = "less"
 
 
 @dataclass(frozen=True)
