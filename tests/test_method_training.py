@@ -1,5 +1,5 @@
-"""The methods inside the training loop: resume equals an uninterrupted run, for every method;
-OGD's gradient maps and optimizer options."""
+"""The methods inside the training loop: resume equals an uninterrupted run, for every method
+in every scenario; OGD's gradient maps and optimizer options."""
 
 import numpy as np
 import pytest
@@ -49,10 +49,18 @@ def tensors_equal(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("method", method_names())
-def test_task_two_resumed_from_a_checkpoint_equals_an_uninterrupted_run(method, data_path,
-                                                                        tmp_path):
+def scenario_settings(method: str, scenario: str) -> dict:
     run = settings_for(method)
+    if scenario != "class":
+        run.update(scenario=scenario, scenario_tasks=[list(t) for t in run["tasks"]])
+    return run
+
+
+@pytest.mark.parametrize("scenario", ["class", "task", "domain"])
+@pytest.mark.parametrize("method", method_names())
+def test_task_two_resumed_from_a_checkpoint_equals_an_uninterrupted_run(method, scenario,
+                                                                        data_path, tmp_path):
+    run = scenario_settings(method, scenario)
     run_training_task(run, 0, 1, data_path, tmp_path / "t1.pt", device="cpu")
     run_training_task(run, 0, 2, data_path, tmp_path / "t2.pt",
                       previous_checkpoint=tmp_path / "t1.pt", device="cpu")
@@ -69,7 +77,10 @@ def test_task_two_resumed_from_a_checkpoint_equals_an_uninterrupted_run(method, 
     assert tensors_equal(resumed["optimizer"]["state"], state.optimizer.state_dict()["state"])
     assert resumed["method"] == method
     # the method did something in task 2 (its state is not the fresh one)
-    fresh = build_method(run, MLP(norm="batch", dropout=0.2), 0).state_dict()
+    outputs = 2 if scenario == "domain" else 10
+    assert resumed["model"]["fc3.weight"].shape[0] == outputs
+    fresh = build_method(run, MLP(num_classes=outputs, norm="batch", dropout=0.2),
+                         0).state_dict()
     if method != "naive":
         assert not tensors_equal(resumed["method_state"], fresh)
 

@@ -133,6 +133,14 @@ def check_config(config: Mapping) -> None:
                     f"{key}.probe_unseen: class {cls} is outside the dataset; "
                     f"allowed classes are 0..{NUM_CLASSES - 1}."
                 )
+        if run.get("scenario") == "task":
+            single = [t for t in run["scenario_tasks"] if len(t) < 2]
+            if single:
+                raise ConfigError(
+                    f"{key}.scenario: task {single[0]} has one class, and a task-incremental "
+                    "task is scored on its own outputs only: one output has nothing to learn "
+                    "(its loss is always 0); give every task two or more classes, or use "
+                    "scenario: class.")
         if run["stop_at_train_acc"] is None and run["epochs"] < 1:
             raise ConfigError(f"{key}.epochs: must be at least 1.")
         _check_options_act(run, set(experiment_entry(config, name)), key)
@@ -225,6 +233,12 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
     run.update(entry)
     _resolve_method(run, set(entry), f"experiments.{name}")
     tasks = run.get("tasks") or config["tasks"]
+    # class-IL (the default) adds no key: the settings, and hashes, of before scenarios
+    scenario = run.pop("scenario", "class")
+    if scenario != "class":
+        run["scenario"] = scenario
+        # the outputs follow the tasks as configured, also for joint training (one task)
+        run["scenario_tasks"] = [list(task) for task in tasks]
     if run.get("joint"):
         tasks = [[cls for task in tasks for cls in task]]
     run["tasks"] = [list(task) for task in tasks]

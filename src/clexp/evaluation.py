@@ -1,18 +1,22 @@
 """Evaluate one checkpoint: accuracies, sparsity and linear probes -> the `metrics.json` dict.
 
 Schema of `metrics.json` (accuracies are fractions in [0, 1]; class keys are strings):
-`experiment`, `seed`, `task` (1-based), `num_tasks`, `tasks`, `classes_seen`,
-`val_acc`, `val_loss` (evaluation images of the seen classes, all ten logits),
+`experiment`, `seed`, `task` (1-based), `num_tasks`, `tasks`, `classes_seen`, `scenario`
+(`class`, `task` or `domain`: `clexp.scenario`; every accuracy and loss below is the
+scenario's: which outputs score an image and what its target is),
+`val_acc`, `val_loss` (evaluation images of the seen classes),
 `per_class_acc` (seen classes), `per_task_acc` (one value per task of the run, future tasks
-included), `per_task_acc_til` (the same with the logits masked to each task's own classes:
-task-incremental evaluation), `init_per_task_acc` (the untrained network, for forward transfer),
-`task_share` (the current task's share of the seen classes' evaluation images),
-`current_task_mass` (mean softmax probability the earlier tasks' evaluation images put on the
-current task's classes; null after task 1), `population_sparsity` (exact zeros in h1 and h2
-pooled, evaluation set), `sparsity_h1`, `sparsity_h2`, `dead_units`, `dead_units_h1`,
-`dead_units_h2` (fraction of units zero on every evaluation image: h1 and h2 pooled, each),
-`probe_acc`, `probe_per_class_acc`, `probe_coef_norm`
-(logistic regression on h2 of the seen classes), `probe_unseen_classes`, `probe_unseen_acc`,
+included), `per_task_acc_til` (a class-IL run: the same with the logits masked to each task's
+own classes, "masked evaluation", which is not the task-incremental scenario's training; a
+task- or domain-IL run: `per_task_acc` again), `init_per_task_acc` (the untrained network,
+for forward transfer), `task_share` (the current task's share of the seen classes' evaluation
+images), `current_task_mass` (mean softmax probability the earlier tasks' evaluation images
+put on the current task's classes; null after task 1 and outside class-IL),
+`population_sparsity` (exact zeros in h1 and h2 pooled, evaluation set), `sparsity_h1`,
+`sparsity_h2`, `dead_units`, `dead_units_h1`, `dead_units_h2` (fraction of units zero on
+every evaluation image: h1 and h2 pooled, each), `probe_acc`, `probe_per_class_acc`,
+`probe_coef_norm` (logistic regression on h2 of the seen classes), `probe_unseen_classes`,
+`probe_unseen_acc`,
 `probe_unseen_per_class_acc` (probe on classes not trained yet; null when not asked or none
 are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes; null when not
 asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `method` (the
@@ -47,16 +51,10 @@ from clexp.data import balanced_subset, class_mask, load_dataset
 from clexp.errors import StateError
 from clexp.methods.base import check_model_like
 from clexp.methods.registry import method_name
-from clexp.metrics import (
-    accuracy,
-    cross_entropy,
-    per_class_accuracy,
-    per_task_accuracy,
-    per_task_accuracy_til,
-    population_sparsity,
-)
+from clexp.metrics import cross_entropy, per_task_accuracy_til, population_sparsity
 from clexp.model import build_model
 from clexp.probes import linear_probe
+from clexp.scenario import correct_np, scenario_of, scored_logits_np, targets_np
 from clexp.training import resolve_device, to_tensors
 
 
@@ -93,6 +91,16 @@ def _probe(train, train_labels, evaluation, eval_labels, classes, max_iter):
         train[train_mask], train_labels[train_mask],
         evaluation[eval_mask], eval_labels[eval_mask], max_iter=max_iter,
     )
+
+
+def mean_correct(correct: np.ndarray) -> float:
+    """Fraction of True (nan for no items): the accuracy of these predictions."""
+    return float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def per_task_correct(correct: np.ndarray, labels: np.ndarray, tasks) -> list[float]:
+    """Accuracy on the items of each task's classes, one value per task."""
+    return [mean_correct(correct[np.isin(labels, t)]) for t in tasks]
 
 
 def dead_unit_fraction(activations: np.ndarray) -> float:
@@ -141,8 +149,15 @@ def measure_network(model, run: dict, seed: int, task: int, data: dict, probe_se
     seen = seen_classes(tasks, task) if task else []
     evaluation = hidden_outputs(model, data["eval_images"], target)
     eval_labels = data["eval_labels"]
-    predictions = evaluation["logits"].argmax(1)
+    logits = evaluation["logits"]
+    # right or wrong in the run's scenario (class-IL: the argmax over all ten outputs)
+    correct = correct_np(run, logits, eval_labels)
     seen_mask = class_mask(eval_labels, seen)
+    if scenario_of(run) == "class":
+        # masked evaluation of a class-IL run: each task's logits on their own
+        masked = per_task_accuracy_til(logits, eval_labels, tasks)
+    else:  # the scenario's own accuracy (task-IL: the same masking; domain-IL: no masking)
+        masked = per_task_correct(correct, eval_labels, tasks)
     probe_h2, probe_labels = _probe_inputs(model, data, probe_settings, target)
     max_iter = probe_settings["max_iter"]
 
@@ -168,13 +183,18 @@ def measure_network(model, run: dict, seed: int, task: int, data: dict, probe_se
         "num_tasks": len(tasks),
         "tasks": tasks,
         "classes_seen": seen,
-        "val_acc": accuracy(predictions[seen_mask], eval_labels[seen_mask]),
-        "val_loss": cross_entropy(evaluation["logits"][seen_mask], eval_labels[seen_mask]),
-        "per_class_acc": per_class_accuracy(predictions, eval_labels, seen),
-        "per_task_acc": per_task_accuracy(predictions, eval_labels, tasks),
-        "per_task_acc_til": per_task_accuracy_til(evaluation["logits"], eval_labels, tasks),
+        "scenario": scenario_of(run),
+        "val_acc": mean_correct(correct[seen_mask]),
+        "val_loss": cross_entropy(scored_logits_np(run, logits, eval_labels)[seen_mask],
+                                  targets_np(run, eval_labels)[seen_mask]),
+        "per_class_acc": {str(c): mean_correct(correct[eval_labels == c]) for c in seen},
+        "per_task_acc": per_task_correct(correct, eval_labels, tasks),
+        "per_task_acc_til": masked,
         "task_share": task_share(eval_labels, tasks, task) if task else None,
-        "current_task_mass": current_task_mass(evaluation["logits"], eval_labels, tasks, task),
+        # the pull of the current task's outputs on old images: class-IL only (task-IL
+        # masks those outputs away, domain-IL shares them between tasks)
+        "current_task_mass": (current_task_mass(logits, eval_labels, tasks, task)
+                              if scenario_of(run) == "class" else None),
         "population_sparsity": population_sparsity(evaluation["h1"], evaluation["h2"]),
         "sparsity_h1": population_sparsity(evaluation["h1"]),
         "sparsity_h2": population_sparsity(evaluation["h2"]),

@@ -1,9 +1,12 @@
-"""The study's network: MLP(784 -> 120 -> 84 -> 10) with optional normalisation and dropout."""
+"""The study's network: MLP(784 -> 120 -> 84 -> 10) with optional normalisation and dropout
+(784 -> 120 -> 84 -> 2 in the domain-incremental scenario)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from clexp.scenario import output_count
 
 NORMS = ("none", "batch", "layer")
 
@@ -54,5 +57,6 @@ class MLP(nn.Module):
 
 
 def build_model(run: dict) -> MLP:
-    """The MLP an experiment's settings describe."""
-    return MLP(norm=run["norm"], dropout=run["dropout"])
+    """The MLP an experiment's settings describe (two outputs in domain-incremental runs:
+    `clexp.scenario.output_count`)."""
+    return MLP(num_classes=output_count(run), norm=run["norm"], dropout=run["dropout"])

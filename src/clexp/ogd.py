@@ -125,9 +125,11 @@ def project_gradients(model: nn.Module, basis: torch.Tensor) -> None:
 
 
 def average_task_gradient(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, loss=None
 ) -> torch.Tensor:
     """Mean over the task's batches of the plain cross-entropy gradient (no penalty terms).
+    `loss(logits, labels)`: the scenario's cross-entropy (`clexp.scenario.Scenario.loss`,
+    on the active outputs); default: over all logits.
 
     The model is in training mode, as when the projected gradients are taken; BatchNorm running
     statistics are restored afterwards, so this measurement does not change the model.
@@ -140,7 +142,11 @@ def average_task_gradient(
     for start in range(0, len(images), batch_size):
         model.zero_grad(set_to_none=True)
         logits, _ = model(images[start : start + batch_size])
-        nn.functional.cross_entropy(logits, labels[start : start + batch_size]).backward()
+        targets = labels[start : start + batch_size]
+        if loss is None:
+            nn.functional.cross_entropy(logits, targets).backward()
+        else:
+            loss(logits, targets).backward()
         total += flat_gradient(model)
         batches += 1
     model.zero_grad(set_to_none=True)

@@ -24,6 +24,7 @@ from clexp.methods.base import Method, Naive, StateContext, TaskContext, check_m
 from clexp.methods.registry import build_method
 from clexp.model import MLP, build_model
 from clexp.ogd import empty_basis
+from clexp.scenario import Scenario
 
 LOGGER = logging.getLogger("clexp.training")
 
@@ -76,9 +77,15 @@ def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optim
     raise ValueError(f"optimizer must be adamw or sgd, got {run['optimizer']!r}")
 
 
-def training_loss_terms(logits, h1, h2, labels, l1_activation: float):
-    """(cross-entropy over all logits, lambda * (mean|h1| + mean|h2|) or None when lambda = 0)."""
-    cross_entropy = nn.functional.cross_entropy(logits, labels)
+def training_loss_terms(logits, h1, h2, labels, l1_activation: float,
+                        scenario: Scenario | None = None):
+    """(cross-entropy, lambda * (mean|h1| + mean|h2|) or None when lambda = 0). The
+    cross-entropy is the scenario's (`clexp.scenario.Scenario.loss`; default and class-IL:
+    over all logits)."""
+    if scenario is None:
+        cross_entropy = nn.functional.cross_entropy(logits, labels)
+    else:
+        cross_entropy = scenario.loss(logits, labels)
     if l1_activation > 0:
         return cross_entropy, l1_activation * (h1.abs().mean() + h2.abs().mean())
     return cross_entropy, None
@@ -90,17 +97,27 @@ def training_loss(logits, h1, h2, labels, l1_activation: float) -> torch.Tensor:
     return cross_entropy if penalty is None else cross_entropy + penalty
 
 
+def correct_of(logits, labels, scenario: Scenario | None):
+    """Booleans: each sample predicted right (the scenario's rule; None: all logits)."""
+    return logits.argmax(1) == labels if scenario is None else scenario.correct(logits, labels)
+
+
 @torch.no_grad()
-def evaluate_loss_accuracy(model: nn.Module, images, labels) -> tuple[float, float]:
-    """Cross-entropy and accuracy (all logits) in evaluation mode, one batched forward pass."""
+def evaluate_loss_accuracy(model: nn.Module, images, labels, scenario: Scenario | None = None
+                           ) -> tuple[float, float]:
+    """Cross-entropy and accuracy in evaluation mode, one batched forward pass, in the
+    scenario (None: all logits)."""
     if len(labels) == 0:
         return float("nan"), float("nan")
     was_training = model.training
     model.eval()
     logits, _ = model(images)
     model.train(was_training)
-    loss = nn.functional.cross_entropy(logits, labels).item()
-    return loss, (logits.argmax(1) == labels).float().mean().item()
+    if scenario is None:
+        loss = nn.functional.cross_entropy(logits, labels).item()
+    else:
+        loss = scenario.loss(logits, labels).item()
+    return loss, correct_of(logits, labels, scenario).float().mean().item()
 
 
 class Instruments:
@@ -119,8 +136,10 @@ class Instruments:
     optimizers use: one call for all layers instead of one per layer.
     """
 
-    def __init__(self, model: MLP, curve_sets=(), curve_stride: int = 1):
+    def __init__(self, model: MLP, curve_sets=(), curve_stride: int = 1,
+                 scenario: Scenario | None = None):
         self.model = model
+        self.scenario = scenario
         curve_sets = list(curve_sets)
         self.curve_sizes = [len(y) for _, y in curve_sets]
         if curve_sets:
@@ -143,7 +162,8 @@ class Instruments:
             return
         was_training = self.model.training
         self.model.eval()
-        correct = (self.model(self.curve_images)[0].argmax(1) == self.curve_labels).float()
+        correct = correct_of(self.model(self.curve_images)[0], self.curve_labels,
+                             self.scenario).float()
         self.model.train(was_training)
         accuracies = torch.stack([c.mean() for c in correct.split(self.curve_sizes)]).tolist()
         for index, accuracy in enumerate(accuracies, start=1):
@@ -178,8 +198,10 @@ class PreviousTaskWatch:
     evaluation mode: no random numbers drawn, no BatchNorm statistics moved, so training is
     the same with or without it)."""
 
-    def __init__(self, model: MLP, images: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, model: MLP, images: torch.Tensor, labels: torch.Tensor,
+                 scenario: Scenario | None = None):
         self.model, self.images, self.labels = model, images, labels
+        self.scenario = scenario
         self.before: float | None = None
         self.by_batch: dict[str, float] = {}
         self.by_epoch: list[float] = []
@@ -188,7 +210,7 @@ class PreviousTaskWatch:
     def accuracy(self) -> float:
         was_training = self.model.training
         self.model.eval()
-        correct = self.model(self.images)[0].argmax(1) == self.labels
+        correct = correct_of(self.model(self.images)[0], self.labels, self.scenario)
         self.model.train(was_training)
         return correct.float().mean().item()
 
@@ -253,6 +275,7 @@ def train_task(
     """
     if method is None:
         method = Naive(run, model, 0)
+    scenario = method.scenario
     if context is None:
         context = TaskContext(task=task, tasks=run["tasks"], images=images, labels=labels,
                               indices=np.arange(len(labels)), train_images=np.zeros((0, 784)),
@@ -286,7 +309,8 @@ def train_task(
                 continue  # BatchNorm cannot normalise a batch of one
             x, y = method.batch(images[index], labels[index])
             logits, (h1, h2) = model(x)
-            cross_entropy, penalty = training_loss_terms(logits, h1, h2, y, run["l1_activation"])
+            cross_entropy, penalty = training_loss_terms(logits, h1, h2, y, run["l1_activation"],
+                                                         scenario)
             extra = method.penalty(model, x, y, logits)
             if extra is not None:
                 penalty = extra if penalty is None else penalty + extra
@@ -315,12 +339,13 @@ def train_task(
             cross_entropy_sum += cross_entropy.detach() * own
             if penalty is not None:
                 penalty_sum += penalty.detach() * own
-            correct += (logits.detach()[:own].argmax(1) == y[:own]).sum()
+            correct += scenario.correct(logits.detach()[:own], y[:own]).sum()
             seen += own
         train_acc = correct.item() / seen
         val_loss, val_acc = (float("nan"), float("nan"))
         if eval_images is not None:
-            val_loss, val_acc = evaluate_loss_accuracy(model, eval_images, eval_labels)
+            val_loss, val_acc = evaluate_loss_accuracy(model, eval_images, eval_labels,
+                                                       scenario)
         if instruments is not None and epoch > 1:
             instruments.record_curve(step, epoch, batch)
         if watch is not None:
@@ -386,14 +411,16 @@ def curve_evaluation_sets(data: dict, tasks, task: int, images_per_task: int, se
 
 
 @torch.no_grad()
-def per_task_accuracy_of(model: nn.Module, images, labels, tasks) -> list[float]:
-    """Accuracy (all logits, evaluation mode) on each task's classes."""
+def per_task_accuracy_of(model: nn.Module, images, labels, tasks,
+                         scenario: Scenario | None = None) -> list[float]:
+    """Accuracy (evaluation mode, in the scenario; None: all logits) on each task's
+    classes."""
     model.eval()
-    predictions = model(images)[0].argmax(1)
+    correct = correct_of(model(images)[0], labels, scenario)
     result = []
     for task in tasks:
         mask = torch.isin(labels, torch.tensor(task, device=labels.device))
-        result.append((predictions[mask] == labels[mask]).float().mean().item())
+        result.append(correct[mask].float().mean().item())
     return result
 
 
@@ -419,7 +446,7 @@ def new_run(run: dict, seed: int, data: dict, target: torch.device) -> RunState:
     optimizer = build_optimizer(model, run, 1)
     method = build_method(run, model, seed)
     eval_all = split_tensors(data, "eval", slice(None), target)
-    init_per_task_acc = per_task_accuracy_of(model, *eval_all, run["tasks"])
+    init_per_task_acc = per_task_accuracy_of(model, *eval_all, run["tasks"], method.scenario)
     return RunState(model, optimizer, method, generator, list(init_per_task_acc), seed)
 
 
@@ -511,7 +538,7 @@ def train_run_task(
     if instruments:
         curve_sets = curve_evaluation_sets(data, tasks, task, curve_images_per_task,
                                            state.seed, target)
-        recorder = Instruments(state.model, curve_sets, curve_stride)
+        recorder = Instruments(state.model, curve_sets, curve_stride, state.method.scenario)
     context = TaskContext(
         task=task, tasks=tasks, images=images, labels=labels,
         indices=np.flatnonzero(train_mask), train_images=data["train_images"],
@@ -520,7 +547,8 @@ def train_run_task(
     watch = None
     if task > 1:
         watch = PreviousTaskWatch(state.model, *curve_evaluation_sets(
-            data, [tasks[task - 2]], 1, curve_images_per_task, state.seed, target)[0])
+            data, [tasks[task - 2]], 1, curve_images_per_task, state.seed, target)[0],
+            scenario=state.method.scenario)
     weights_before = {name: layer.weight.detach().clone()
                       for name, layer in state.model.weight_layers().items()}
     LOGGER.info(

@@ -346,7 +346,17 @@ def run_params(wildcards):
 
 # What the untrained network and its measurement depend on: editing a training setting (lr,
 # epochs, a method option) does not rerun the control.
-UNTRAINED_KEYS = ("name", "tasks", "norm", "dropout", "probe_unseen", "method", "ogd")
+UNTRAINED_KEYS = (
+    "name",
+    "tasks",
+    "norm",
+    "dropout",
+    "probe_unseen",
+    "method",
+    "ogd",
+    "scenario",
+    "scenario_tasks",
+)
 
 
 def untrained_params(wildcards):

@@ -11,7 +11,6 @@ it, so only the task's batches move them.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from clexp.methods.base import restore_buffers
 from clexp.methods.er import ER
@@ -52,7 +51,7 @@ class AGEM(ER):
         x, y = self.sample(self.sample_size)
         saved = {name: b.clone() for name, b in self.model.named_buffers()}
         self.model.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(self.model(x)[0], y).backward()
+        self.scenario.loss(self.model(x)[0], y).backward()  # replayed images: their own outputs
         reference = flat_gradient(self.model).detach()
         restore_buffers(self.model, saved)
         projected = agem_project(gradient, reference)

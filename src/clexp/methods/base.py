@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from clexp.errors import StateError
+from clexp.scenario import Scenario
 
 # Offset between the run's seed and a method's own generator, so the two sequences differ.
 GENERATOR_SEED_OFFSET = 7919
@@ -157,6 +158,10 @@ class Method:
         self.run = run
         self.model = model
         self.generator = torch.Generator().manual_seed(seed + GENERATOR_SEED_OFFSET)
+        # Which outputs score a sample, and its target (clexp.scenario): the task loss, the
+        # method's own losses (replay, reference gradients, distillation) and the Fisher
+        # follow the run's scenario.
+        self.scenario = Scenario(run, next(model.parameters()).device)
 
     def option(self, key: str):
         """The run's value of a method option, or its registered default."""

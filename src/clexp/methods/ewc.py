@@ -35,8 +35,11 @@ def _normalised_input(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return nn.functional.layer_norm(inputs, module.normalized_shape, eps=module.eps)
 
 
-def diagonal_fisher(model: nn.Module, images: torch.Tensor, chunk: int = FISHER_CHUNK):
-    """The diagonal Fisher as one flat vector over the trainable parameters (float32).
+def diagonal_fisher(model: nn.Module, images: torch.Tensor, chunk: int = FISHER_CHUNK,
+                    active: list[int] | None = None):
+    """The diagonal Fisher as one flat vector over the trainable parameters (float32), of the
+    predictive distribution over the `active` outputs (the scenario's: a softmax over those
+    logits only; None: all outputs).
 
     Computed exactly, without per-sample gradients: in evaluation mode every image passes the
     network on its own, and each layer's per-sample gradient for class c factorises as
@@ -62,7 +65,10 @@ def diagonal_fisher(model: nn.Module, images: torch.Tensor, chunk: int = FISHER_
         for start in range(0, len(images), chunk):
             with torch.enable_grad():
                 seen.clear()
-                log_probs = torch.log_softmax(model(images[start : start + chunk])[0], dim=1)
+                logits = model(images[start : start + chunk])[0]
+                if active is not None:
+                    logits = logits[:, active]
+                log_probs = torch.log_softmax(logits, dim=1)
                 probs = log_probs.detach().exp()
                 outputs = [seen[m][1] for m in layers]
                 weighted = [torch.zeros_like(o) for o in outputs]  # D per layer output
@@ -117,7 +123,8 @@ class EWC(Method):
         if self.fisher_images is not None and self.fisher_images < len(images):
             chosen = torch.randperm(len(images), generator=self.generator)[: self.fisher_images]
             images = images[chosen.to(images.device)]
-        fisher = diagonal_fisher(self.model, images).unsqueeze(0)
+        fisher = diagonal_fisher(self.model, images, active=self.fisher_outputs(context))
+        fisher = fisher.unsqueeze(0)
         anchor = flat_parameters(self.parameters()).unsqueeze(0)
         if self.online and self.fishers.shape[0] > 0:
             self.fishers = self.gamma * self.fishers + fisher
@@ -125,6 +132,13 @@ class EWC(Method):
         else:
             self.fishers = torch.cat([self.fishers, fisher])
             self.anchors = torch.cat([self.anchors, anchor])
+
+    def fisher_outputs(self, context: TaskContext) -> list[int] | None:
+        """The outputs the Fisher's predictive distribution is over: the task's own in
+        task-IL (its active outputs), every output otherwise (None)."""
+        if self.scenario.kind == "task":
+            return sorted(int(c) for c in context.tasks[context.task - 1])
+        return None
 
     def state_dict(self) -> dict:
         return dict(super().state_dict(), fishers=self.fishers.cpu(), anchors=self.anchors.cpu())

@@ -1,8 +1,11 @@
-"""Learning without Forgetting (Li & Hoiem 2016), single-head (class-incremental) form.
+"""Learning without Forgetting (Li & Hoiem 2016).
 
 At the end of each task the model is snapshotted. While training a later task, the loss gets
-alpha * KL(softmax(z_prev / T) || softmax(z / T)) over the old classes' logits only (classes of
-the earlier tasks), z_prev the snapshot's logits on the same batch (evaluation mode: no
+alpha * KL(softmax(z_prev / T) || softmax(z / T)), z_prev the snapshot's logits on the same
+batch, over the outputs of the scenario (`distilled_outputs`): class-incremental, the old
+classes' logits (classes of the earlier tasks) in one softmax; task-incremental, each old
+task's own logits in a softmax of their own, the terms averaged over the old tasks;
+domain-incremental, both outputs. The snapshot's logits are taken (evaluation mode: no
 dropout, BatchNorm with running statistics). The KL divergence is the paper's modified
 cross-entropy minus the targets' entropy, which does not depend on the model: the same
 gradient, and zero when the model equals its snapshot. Defaults T = 2 and alpha (the paper's
@@ -18,6 +21,7 @@ from torch import nn
 
 from clexp.errors import StateError
 from clexp.methods.base import Method, StateContext, TaskContext, check_model_like
+from clexp.scenario import Scenario
 
 
 def distillation(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float):
@@ -25,6 +29,20 @@ def distillation(logits: torch.Tensor, target_logits: torch.Tensor, temperature:
     target = torch.log_softmax(target_logits / temperature, dim=1)
     current = torch.log_softmax(logits / temperature, dim=1)
     return (target.exp() * (target - current)).sum(dim=1).mean()
+
+
+def distilled_outputs(scenario: Scenario, context: TaskContext) -> list[list[int]]:
+    """The groups of outputs distilled while task `context.task` trains, each a softmax of
+    its own: class-IL, the old classes' outputs together; task-IL, each old task's own
+    outputs (the terms averaged over the old tasks, as in van de Ven & Tolias' code);
+    domain-IL, every output (all tasks share them). None before task 2."""
+    if context.task < 2:
+        return []
+    if scenario.kind == "task":
+        return [sorted(int(c) for c in t) for t in context.tasks[: context.task - 1]]
+    if scenario.kind == "domain":
+        return [list(range(scenario.outputs))]
+    return [context.old_classes()]
 
 
 class LwF(Method):
@@ -38,16 +56,24 @@ class LwF(Method):
         self.temperature = float(self.option("lwf_temperature"))
         self.previous: nn.Module | None = None
         self.old_classes: list[int] = []
+        self.groups: list[list[int]] = []
 
     def start_task(self, context: TaskContext) -> None:
         self.old_classes = context.old_classes()
+        self.groups = distilled_outputs(self.scenario, context)
 
     def penalty(self, model, x, y, logits):
-        if self.previous is None or not self.old_classes:
+        if self.previous is None or not self.groups:
             return None
         with torch.no_grad():
-            target = self.previous(x)[0][:, self.old_classes]
-        return self.alpha * distillation(logits[:, self.old_classes], target, self.temperature)
+            previous = self.previous(x)[0]
+        if len(self.groups) == 1:
+            group = self.groups[0]
+            return self.alpha * distillation(logits[:, group], previous[:, group],
+                                             self.temperature)
+        terms = [distillation(logits[:, g], previous[:, g], self.temperature)
+                 for g in self.groups]
+        return self.alpha * torch.stack(terms).mean()
 
     def end_task(self, context: TaskContext) -> None:
         self._snapshot({k: v.detach().clone() for k, v in self.model.state_dict().items()})

@@ -96,7 +96,7 @@ class OGD(Method):
 
     def end_task(self, context: TaskContext) -> None:
         direction = average_task_gradient(self.model, context.images, context.labels,
-                                          context.batch_size)
+                                          context.batch_size, loss=self.scenario.loss)
         self.basis = extend_basis(self.basis, direction)
 
     def log_fields(self) -> dict:
