@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from clexp.data import fixed_sample
+from clexp.scenario import scored_logits_np, targets_np
 
 LAYERS = ("fc1", "fc2", "fc3")
 HISTOGRAM_BINS = 40
@@ -148,6 +149,7 @@ def checkpoint_analysis(
     tsne_h1: bool = False,
     seed: int = 0,
     run_classes=None,
+    run: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of analysis.npz of one checkpoint (its metrics.json scalars come from
     `checkpoint_scalars`, computed for every seed by the evaluation).
@@ -175,7 +177,11 @@ def checkpoint_analysis(
     # is the generator's second draw; kept so the latent maps sample the same images.
     rng.permutation(seen_index)
 
-    probabilities = softmax(outputs["logits"])
+    # The softmax over the outputs each image is scored on in the run's scenario (task-IL:
+    # its own task's; class- and domain-IL: all); the examples' targets are the scenario's.
+    logits = outputs["logits"] if run is None else scored_logits_np(run, outputs["logits"],
+                                                                     eval_labels)
+    probabilities = softmax(logits)
     arrays["profile"] = probability_profile(probabilities[seen_index], labels, seen)
     arrays["profile_classes"] = np.asarray(seen)
 
@@ -184,6 +190,8 @@ def checkpoint_analysis(
     arrays["example_images"] = eval_images[examples].reshape(-1, 28, 28)
     arrays["example_labels"] = eval_labels[examples]
     arrays["example_predictions"] = probabilities[examples].argmax(axis=1)
+    arrays["example_targets"] = (eval_labels[examples] if run is None
+                                 else targets_np(run, eval_labels[examples]))
     arrays["example_top5_classes"] = top5
     arrays["example_top5_probs"] = np.take_along_axis(probabilities[examples], top5, axis=1)
 

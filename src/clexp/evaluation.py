@@ -275,7 +275,7 @@ def evaluate_checkpoint(
         arrays = checkpoint_analysis(
             parameters, data["eval_images"], data["eval_labels"], evaluation, tasks[:task],
             analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
-            run_classes=[cls for t in tasks for cls in t],
+            run_classes=[cls for t in tasks for cls in t], run=run,
         )
     return metrics, arrays
 
@@ -298,6 +298,6 @@ def analyze_checkpoint(
     arrays = checkpoint_analysis(
         parameters, data["eval_images"], data["eval_labels"], evaluation,
         run["tasks"][:task], analysis_settings, tsne_h1=run["tsne_h1"], seed=seed,
-        run_classes=[cls for t in run["tasks"] for cls in t],
+        run_classes=[cls for t in run["tasks"] for cls in t], run=run,
     )
     return arrays

@@ -175,8 +175,11 @@ def plot_probability_profile(arrays: dict, title: str, path: str | Path) -> int:
         image = profile_axis.imshow(profile, aspect="auto", cmap="viridis", vmin=0, vmax=1)
         profile_axis.set_yticks(range(len(arrays["profile_classes"])),
                                 [str(c) for c in arrays["profile_classes"]])
-        profile_axis.set_xticks(range(10))
-        profile_axis.set_xlabel("output (digit)")
+        outputs = profile.shape[1]
+        profile_axis.set_xticks(range(outputs))
+        # domain-IL: two outputs, the digit's position within its task
+        profile_axis.set_xlabel("output (digit)" if outputs == 10 else
+                                "output (position within the task)")
         profile_axis.set_ylabel("true digit")
         profile_axis.set_title("mean softmax output per true class")
         profile_axis.grid(False)
@@ -190,14 +193,16 @@ def plot_probability_profile(arrays: dict, title: str, path: str | Path) -> int:
             strip_axis.imshow(strip, cmap="gray_r", interpolation="nearest")
             for i in range(count):
                 true, predicted = arrays["example_labels"][i], arrays["example_predictions"][i]
-                wrong = " ✗" if true != predicted else ""
+                target = arrays.get("example_targets", arrays["example_labels"])[i]
+                wrong = " ✗" if target != predicted else ""
                 strip_axis.text(i * (width + gap) + width / 2, -2, f"{true} → {predicted}{wrong}",
                                 ha="center", va="bottom", fontsize=9,
                                 color="crimson" if wrong else "black")
         strip_axis.axis("off")
 
         slots = 6  # five bars and a gap per example
-        positions = np.arange(count)[:, None] * slots + np.arange(5)[None, :]
+        shown = np.asarray(arrays["example_top5_probs"]).shape[1] if count else 5
+        positions = np.arange(count)[:, None] * slots + np.arange(shown)[None, :]
         bars_axis.bar(positions.ravel(), np.asarray(arrays["example_top5_probs"]).ravel(),
                       color="steelblue")
         bars_axis.set_xticks(

@@ -176,7 +176,15 @@ _CORE = [
 ]
 _METHODS = [f"methods/{m}.py" for m in ("base", "ogd", "ewc", "si", "lwf", "buffer", "er", "agem")]
 # training.py imports every method (the registry builds any of them)
-_TORCH = _CORE + ["data.py", "model.py", "checkpoint.py", "training.py", "ogd.py", *_METHODS]
+_TORCH = _CORE + [
+    "data.py",
+    "model.py",
+    "scenario.py",
+    "checkpoint.py",
+    "training.py",
+    "ogd.py",
+    *_METHODS,
+]
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
     # kept.py: a resubmitted cluster job restores the training tasks it had finished
