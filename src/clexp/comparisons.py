@@ -35,10 +35,21 @@ COMPARISON_GROUPS = {
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
     "baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
+    # the reference methods in each scenario, strengths chosen on the validation split
+    "scenario_class": ["joint", "class_ewc", "class_online_ewc", "class_si", "class_lwf", "er",
+                       "agem"],
+    "scenario_task": ["task_joint", "task_ewc", "task_online_ewc", "task_si", "task_lwf",
+                      "task_er", "task_agem"],
+    "scenario_domain": ["domain_joint", "domain_ewc", "domain_online_ewc", "domain_si",
+                        "domain_lwf", "domain_er", "domain_agem"],
 }
+# A section's reference run, when not `seq`: plain sequential training in its scenario.
+SECTION_BASELINES = {"scenario_task": "task_seq", "scenario_domain": "domain_seq"}
+BASELINES = {BASELINE, *SECTION_BASELINES.values()}
 
 # Experiments a section shows only beside its own: the section is not drawn for them alone.
-COMPARATORS = {"sparsity": {"seq_bn"}, "ogd": {"seq_bn"}}
+COMPARATORS = {"sparsity": {"seq_bn"}, "ogd": {"seq_bn"},
+               "scenario_class": {"joint", "er", "agem"}}
 
 # The comparison figures of every section: name -> (checkpoint-table column, y label).
 COMPARISON_FIGURES = {
@@ -74,13 +85,14 @@ def comparison_groups(experiments: list[str]) -> dict[str, list[str]]:
     """Per section, `seq` (when run) and the section's experiments of this run; sections with
     nothing of their own to compare (see COMPARATORS) are dropped. Experiments in no section
     form the section "other"."""
-    listed = {e for members in COMPARISON_GROUPS.values() for e in members} | {BASELINE}
+    listed = {e for members in COMPARISON_GROUPS.values() for e in members} | BASELINES
     groups = dict(COMPARISON_GROUPS, other=[e for e in experiments if e not in listed])
     chosen = {}
     for section, members in groups.items():
         present = [e for e in members if e in experiments]
+        baseline = SECTION_BASELINES.get(section, BASELINE)
         if set(present) - COMPARATORS.get(section, set()):
-            chosen[section] = ([BASELINE] if BASELINE in experiments else []) + present
+            chosen[section] = ([baseline] if baseline in experiments else []) + present
     return chosen
 
 
@@ -227,7 +239,7 @@ def _draw_series(axis, series: pd.DataFrame, colors: dict) -> None:
                          label=f"{experiment}, one task (n={n})")
             continue
         axis.plot(rows["task"], rows["mean"], marker="o", color=color, label=label,
-                  linewidth=2.2 if experiment == BASELINE else 1.5)
+                  linewidth=2.2 if experiment in BASELINES else 1.5)
         if n > 1:
             axis.fill_between(rows["task"], rows["mean"] - rows["sd"].fillna(0),
                               rows["mean"] + rows["sd"].fillna(0), color=color, alpha=0.2)
@@ -238,8 +250,8 @@ def _colors(experiments: list[str]) -> dict:
 
     palette = plt.get_cmap("tab10" if len(experiments) <= 10 else "tab20")
     colors = {e: palette(i % palette.N) for i, e in enumerate(experiments)}
-    if BASELINE in colors:
-        colors[BASELINE] = "black"
+    for baseline in BASELINES & set(colors):
+        colors[baseline] = "black"
     return colors
 
 

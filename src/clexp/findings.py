@@ -278,6 +278,21 @@ def _each(experiments, make) -> list[Claim]:
 
 WEIGHT_DECAYS = ["seq_wd001", "seq_wd01", "seq_wd1", "seq_wd5"]
 
+# The scenario experiments (config.yaml): `<scenario>_<method>`, except class-IL's plain,
+# joint, ER and A-GEM runs, which are the study's own `seq`, `joint`, `er`, `agem`.
+SCENARIO_METHODS = ["seq", "ewc", "online_ewc", "si", "lwf", "er", "agem"]
+SCENARIO_HELPERS = SCENARIO_METHODS[1:]
+SCENARIO_LABELS = {"seq": "plain sequential training", "ewc": "EWC",
+                   "online_ewc": "online EWC", "si": "SI", "lwf": "LwF", "er": "ER",
+                   "agem": "A-GEM"}
+
+
+def scenario_experiment(method: str, scenario: str) -> str:
+    """The experiment of `method` in `scenario` (see SCENARIO_METHODS)."""
+    if scenario == "class":
+        return method if method in ("seq", "joint", "er", "agem") else f"class_{method}"
+    return f"{scenario}_{method}"
+
 CLAIMS: list[Claim] = [
     # -- bounds: forgetting --
     Claim("seq_forgets", "Bounds",
@@ -557,6 +572,57 @@ CLAIMS: list[Claim] = [
         (Greater(Q(e, "avg_acc_til", "summary"), 0.9),
          Greater(Q(e, "avg_acc_til", "summary"), Q("seq", "avg_acc_til", "summary"))),
         "baselines/acc_til", "nearly all: above 0.9; more: above seq")),
+    # -- scenarios: each trained as the field trains it, strengths tuned on validation --
+    *_each(SCENARIO_METHODS, lambda m: Claim(
+        f"scenario_difficulty_{m}", "Scenarios",
+        f"{SCENARIO_LABELS[m]}: task-incremental is easier than domain-incremental, which is "
+        "easier than class-incremental (ACC)",
+        (Ordered(tuple(Q(scenario_experiment(m, s), "avg_acc", "summary")
+                       for s in ("task", "domain", "class")), 0.02),),
+        "scenario_task/accuracy", "easier: ACC higher by more than 0.02 at each step")),
+    Claim("task_seq_keeps", "Scenarios",
+          "Task-incremental: plain sequential training keeps most of each task",
+          (Greater(Q("task_seq", "avg_acc", "summary"), 0.8),),
+          "scenario_task/accuracy", "most: ACC above 0.8"),
+    *_each(["ewc", "online_ewc", "si", "lwf"], lambda m: Claim(
+        f"task_keeps_{m}", "Scenarios",
+        f"Task-incremental: {SCENARIO_LABELS[m]} keeps nearly all of each task, more than "
+        "plain sequential training",
+        (Greater(Q(f"task_{m}", "avg_acc", "summary"), 0.9),
+         Greater(Q(f"task_{m}", "avg_acc", "summary"), Q("task_seq", "avg_acc", "summary"))),
+        "scenario_task/accuracy", "nearly all: ACC above 0.9; more: above task_seq")),
+    *_each(SCENARIO_HELPERS, lambda m: Claim(
+        f"domain_helps_{m}", "Scenarios",
+        f"Domain-incremental: {SCENARIO_LABELS[m]} does better than plain sequential training",
+        (Greater(Q(f"domain_{m}", "avg_acc", "summary"), Q("domain_seq", "avg_acc", "summary"),
+                 0.02),),
+        "scenario_domain/accuracy", "better: ACC higher by more than 0.02")),
+    *_each(["ewc", "online_ewc", "si", "lwf"], lambda m: Claim(
+        f"class_tuned_close_to_seq_{m}", "Scenarios",
+        f"Class-incremental, strength tuned on the validation split: {SCENARIO_LABELS[m]} "
+        "still stays close to plain sequential training",
+        (Equivalent(Q(f"class_{m}", "avg_acc", "summary"), Q("seq", "avg_acc", "summary"),
+                    0.1),),
+        "scenario_class/accuracy", "close: ACC within 0.1")),
+    *[Claim(f"{s}_joint_upper_bound", "Scenarios",
+            f"{s.capitalize()}-incremental: joint training on each image's own outputs is the "
+            "upper bound, above every method of the scenario",
+            tuple(Greater(Q(f"{s}_joint", "avg_acc", "summary"),
+                          Q(scenario_experiment(m, s), "avg_acc", "summary"))
+                  for m in SCENARIO_METHODS),
+            f"scenario_{s}/accuracy", "above: a higher ACC than each")
+      for s in ("task", "domain")],
+    *[Claim(f"{s}_keeps_representation_{m}", "Scenarios",
+            f"{s.capitalize()}-incremental: {SCENARIO_LABELS[m]} keeps more of the "
+            "representation than plain sequential training: a higher probe accuracy on h2 "
+            "after the last task, and a population sparsity not higher",
+            (Greater(Q(scenario_experiment(m, s), "probe_acc", "last"),
+                     Q(scenario_experiment("seq", s), "probe_acc", "last"), 0.01),
+             Less(Q(scenario_experiment(m, s), "population_sparsity", "last"),
+                  Q(scenario_experiment("seq", s), "population_sparsity", "last"), -0.02)),
+            f"scenario_{s}/probe",
+            "more: probe higher by more than 0.01; not higher: sparsity at most 0.02 above")
+      for s in ("class", "task", "domain") for m in SCENARIO_HELPERS],
 ]
 
 

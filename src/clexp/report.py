@@ -199,6 +199,13 @@ STUDY_SECTIONS = {
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
     "Baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
+    "Scenarios": [
+        "class_ewc", "class_online_ewc", "class_si", "class_lwf",
+        "task_seq", "task_joint", "task_ewc", "task_online_ewc", "task_si", "task_lwf",
+        "task_er", "task_agem",
+        "domain_seq", "domain_joint", "domain_ewc", "domain_online_ewc", "domain_si",
+        "domain_lwf", "domain_er", "domain_agem",
+    ],
 }
 
 
@@ -214,7 +221,17 @@ COMPARISON_SECTION = {
     "Weight decay": "weight_decay", "Sparsity": "sparsity",
     "Representation strength": "representation", "Forward transfer": "forward_transfer",
     "OGD": "ogd", "Baselines": "baselines", "Other experiments": "other",
+    "Scenarios": ("scenario_class", "scenario_task", "scenario_domain"),
 }
+SCENARIO_SECTION_TITLES = {"scenario_class": "Class-incremental",
+                           "scenario_task": "Task-incremental",
+                           "scenario_domain": "Domain-incremental"}
+
+
+def comparison_sections(name: str) -> tuple[str, ...]:
+    """The comparison sections (clexp.comparisons) that open report section `name`."""
+    value = COMPARISON_SECTION[name]
+    return value if isinstance(value, tuple) else (value,)
 # Findings of a claims section live in this report section.
 FINDING_SECTION = {"Representation": "Representation strength"}
 
@@ -546,6 +563,34 @@ def one_task_html(by_experiment: pd.DataFrame, members: list[str], tasks: dict) 
             "mean ± sd over seeds.</p>" + table_html(summary_with_spread(rows, ONE_TASK_COLUMNS)))
 
 
+def scenario_table_html(files: StudyFiles) -> str:
+    """The reference methods in the three scenarios (results/study/scenarios.csv,
+    `clexp.study.scenario_table`) in Table 4's layout (templates/scenarios.html.j2); empty
+    when the run has none of them."""
+    from clexp.study import SCENARIO_COLUMNS
+
+    table = _study_table(files, "scenarios")
+    if table.empty:
+        return ""
+
+    def value(row, key):
+        item = row.get(key)
+        return None if item is None or pd.isna(item) else item
+
+    rows = [{"group": row["group"], "method": row["method"],
+             "strength": "" if pd.isna(row["strength"]) else row["strength"],
+             "cells": {s: {"experiment": value(row, f"{s}_experiment"),
+                           "mean": value(row, f"{s}_mean"), "sd": value(row, f"{s}_sd"),
+                           "n": int(value(row, f"{s}_n") or 0)}
+                       for s in SCENARIO_COLUMNS}}
+            for row in table.to_dict("records")]
+    defaults = (files.settings or {}).get("defaults", {})
+    return ("<h3>The reference methods in the three scenarios</h3>"
+            + _templates().get_template("scenarios.html.j2").render(
+                rows=rows, columns=SCENARIO_COLUMNS, epochs=defaults.get("epochs", 4),
+                batch_size=defaults.get("batch_size", 64)))
+
+
 def comparisons_html(files: StudyFiles, section: str, encoder: ImageEncoder) -> str:
     """The figures that open a section: its experiments against seq, one quantity each."""
     experiments = files.comparisons.get(section)
@@ -584,10 +629,16 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
         members = groups.get(name, [])
         # a section opens for its own experiments or for a comparison of this run's (the
         # forward-transfer probe of seq_bn without the other task orders, say)
-        if not members and COMPARISON_SECTION[name] not in files.comparisons:
+        compared = comparison_sections(name)
+        if not members and not set(compared) & set(files.comparisons):
             if name != "Representation strength":
                 continue
-        parts = [comparisons_html(files, COMPARISON_SECTION[name], encoder)]
+        if len(compared) == 1:
+            parts = [comparisons_html(files, compared[0], encoder)]
+        else:  # one block per scenario, each against its own plain sequential run
+            parts = [f"<h3>{SCENARIO_SECTION_TITLES.get(c, c)}</h3>"
+                     + comparisons_html(files, c, encoder)
+                     for c in compared if c in files.comparisons]
         if protocol is not None and members:
             rows = protocol[protocol["experiment"].isin(["(defaults)", *members])]
             differ = (rows[rows["experiment"] != "(defaults)"] != "").any(axis=0)
@@ -595,6 +646,8 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
             parts.append("<p>How these runs differ from the defaults:</p>" + table_html(rows))
         parts.append(one_task_html(by_experiment, members, files.tasks))
         section_html[name] = parts
+    if "Scenarios" in section_html:
+        section_html["Scenarios"].insert(0, scenario_table_html(files))
     section_html["Representation strength"].append(untrained_control_html(files, checkpoints))
     section_html["Representation strength"].append(representation_html(files))
     summary_parts: list[str] = []

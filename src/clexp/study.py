@@ -8,7 +8,9 @@ Each table is built from the experiments of the run that fit it, chosen by their
   decay;
 - `eval_loss_comparison`: evaluation loss per task of plain, BN and OGD + BN sequential runs;
 - `forward_transfer_table`: the probe on not-yet-trained classes after every task;
-- `representation_table`: per class, saliency norm, probe coefficient norm and probe accuracy.
+- `representation_table`: per class, saliency norm, probe coefficient norm and probe accuracy;
+- `scenario_table`: the reference methods in the three scenarios (van de Ven & Tolias 2019,
+  Table 4's layout), ACC mean and sd over seeds.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False, "me
 
 
 def _variant(settings: dict) -> bool:
-    """A continual-learning method other than OGD, or an OGD/optimizer variant: such runs
-    form their own comparisons and stay out of the intervention sweeps."""
+    """A continual-learning method other than OGD, an OGD/optimizer variant, or a scenario
+    other than class-incremental: such runs form their own comparisons and stay out of the
+    intervention sweeps."""
     return bool(settings.get("method") or settings.get("reset_optimizer")
-                or settings.get("ogd_project", "gradient") != "gradient")
+                or settings.get("ogd_project", "gradient") != "gradient"
+                or settings.get("scenario", "class") != "class")
 
 
 def _matches(settings: dict, **wanted) -> bool:
@@ -140,3 +144,68 @@ def representation_table(metrics: list[dict]) -> pd.DataFrame:
                 "probe_acc": (m.get("probe_per_class_acc") or {}).get(key),
             })
     return pd.DataFrame(records)
+
+
+SCENARIO_COLUMNS = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
+# Rows of the scenario table, in Table 4's order: (label, group).
+METHOD_ROWS = {
+    "none": ("None (lower bound)", "Baselines"),
+    "joint": ("Joint (upper bound)", "Baselines"),
+    "ewc": ("EWC", "Regularisation"),
+    "online_ewc": ("Online EWC", "Regularisation"),
+    "si": ("SI", "Regularisation"),
+    "lwf": ("LwF", "Distillation"),
+    "er": ("ER (500 images)", "Replay"),
+    "agem": ("A-GEM (500 images)", "Replay"),
+}
+
+
+def scenario_row(settings: dict) -> tuple[str, str] | None:
+    """(method key, variant) of a run for the scenario table, or None when the run is not
+    a reference method trained at the study's protocol (plain network: no normalisation,
+    dropout, L1 or OGD, AdamW at a fixed number of epochs). The variant says how the method's
+    strength was set: `tuned` (chosen on the validation split), `default` (the option's
+    default or the config's value), or empty for methods without a strength."""
+    if not (_matches(settings, norm="none", dropout=0.0, l1_activation=0.0, ogd=False,
+                     optimizer="adamw") and settings.get("stop_at_train_acc") is None
+            and not settings.get("reset_optimizer")):
+        return None
+    method = settings.get("method") or ("joint" if settings.get("joint") else "none")
+    if method == "ewc" and settings.get("ewc_online"):
+        method = "online_ewc"
+    if method not in METHOD_ROWS or (settings.get("joint") and method != "joint"):
+        return None
+    if method in ("ewc", "online_ewc", "si", "lwf"):
+        return method, "tuned" if settings.get("tuned") else "default"
+    return method, ""
+
+
+def scenario_table(summary: pd.DataFrame, settings: dict[str, dict]) -> pd.DataFrame:
+    """One row per reference method (and strength: tuned or default), one group of columns
+    per scenario: the experiment, ACC (`avg_acc`: mean accuracy over the tasks after the
+    last one, in the run's own scenario) mean, sample sd and n over seeds. A cell with two
+    candidate experiments keeps the first in config order."""
+    cells: dict[tuple, dict] = {}
+    for experiment, s in settings.items():
+        row = scenario_row(s)
+        if row is None:
+            continue
+        scenario = s.get("scenario", "class")
+        values = summary.loc[summary["experiment"] == experiment, "avg_acc"].dropna()
+        cells.setdefault((row, scenario), {
+            "experiment": experiment, "mean": float(values.mean()) if len(values) else None,
+            "sd": float(values.std()) if len(values) > 1 else None, "n": int(len(values))})
+    keys = sorted({row for row, _ in cells},
+                  key=lambda r: (list(METHOD_ROWS).index(r[0]), r[1] != "tuned", r[1]))
+    records = []
+    for method, variant in keys:
+        label, group = METHOD_ROWS[method]
+        record = {"group": group, "method": label, "strength": variant}
+        for scenario in SCENARIO_COLUMNS:
+            cell = cells.get(((method, variant), scenario), {})
+            for field in ("experiment", "mean", "sd", "n"):
+                record[f"{scenario}_{field}"] = cell.get(field)
+        records.append(record)
+    columns = ["group", "method", "strength"] + [f"{s}_{f}" for s in SCENARIO_COLUMNS
+                                                 for f in ("experiment", "mean", "sd", "n")]
+    return pd.DataFrame(records, columns=columns)

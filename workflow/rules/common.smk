@@ -106,6 +106,7 @@ STUDY_TABLES = {
         "eval_loss_comparison",
         "forward_transfer",
         "representation",
+        "scenarios",
     )
 }
 STUDY_FIGURES = {
@@ -211,6 +212,7 @@ CODE = {
             "templates/page.html.j2",
             "templates/findings.html.j2",
             "templates/parts.html.j2",
+            "templates/scenarios.html.j2",
         ]
     ],
 }
