@@ -230,3 +230,35 @@ def test_a_run_is_trained_and_evaluated_in_its_scenario(scenario, data_path, tmp
     assert metrics["current_task_mass"] is None
     # two tasks of two easy synthetic classes: learnt in the scenario
     assert metrics["per_task_acc"][1] > 0.9
+
+
+def test_the_tiny_study_trains_each_scenario_and_reports_the_table(tiny_run):
+    """End to end: task_seq and domain_lwf are trained in their scenarios, and the report's
+    scenario table shows their ACC from the summary."""
+    import json
+
+    import pandas as pd
+
+    metrics = json.loads((tiny_run / "results/domain_lwf/seed0/task5/metrics.json").read_text())
+    assert metrics["scenario"] == "domain" and metrics["method"] == "lwf"
+    state = torch.load(tiny_run / "results/domain_lwf/seed0/task5/checkpoint.pt",
+                       weights_only=True)
+    assert state["model"]["fc3.weight"].shape == (2, 84)
+    task = json.loads((tiny_run / "results/task_seq/seed0/task5/metrics.json").read_text())
+    assert task["scenario"] == "task" and task["per_task_acc_til"] == task["per_task_acc"]
+    summary = pd.read_csv(tiny_run / "results/summary.csv").set_index("experiment")
+    table = pd.read_csv(tiny_run / "results/study/scenarios.csv")
+    rows = {r["method"]: r for r in table.to_dict("records")}
+    assert rows["None (lower bound)"]["task_experiment"] == "task_seq"
+    assert rows["None (lower bound)"]["task_mean"] == pytest.approx(
+        summary.loc["task_seq", "avg_acc"])
+    assert rows["None (lower bound)"]["class_mean"] == pytest.approx(summary.loc["seq",
+                                                                                 "avg_acc"])
+    assert rows["LwF"]["domain_mean"] == pytest.approx(summary.loc["domain_lwf", "avg_acc"])
+    page = (tiny_run / "results/report.html").read_text()
+    section = page[page.index("The reference methods in the three scenarios"):]
+    section = section[: section.index("</table>")]
+    assert f"{summary.loc['task_seq', 'avg_acc']:.3f}" in section
+    assert f"{summary.loc['domain_lwf', 'avg_acc']:.3f}" in section
+    # task-IL keeps far more of each task than class-IL's plain run (the scenarios differ)
+    assert summary.loc["task_seq", "avg_acc"] > summary.loc["seq", "avg_acc"] + 0.3

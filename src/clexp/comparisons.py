@@ -91,7 +91,10 @@ def comparison_groups(experiments: list[str]) -> dict[str, list[str]]:
     for section, members in groups.items():
         present = [e for e in members if e in experiments]
         baseline = SECTION_BASELINES.get(section, BASELINE)
-        if set(present) - COMPARATORS.get(section, set()):
+        # a scenario's own plain run opens its section by itself (the scenario's claims
+        # about it point there)
+        alone = section in SECTION_BASELINES and baseline in experiments
+        if set(present) - COMPARATORS.get(section, set()) or alone:
             chosen[section] = ([baseline] if baseline in experiments else []) + present
     return chosen
 
