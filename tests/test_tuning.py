@@ -39,6 +39,7 @@ from clexp.tuning import (
     validation_indices,
     with_selection,
 )
+
 from conftest import REPO, make_project, require_data, snakemake, tiny_config
 from helpers import run_settings, synthetic_arrays
 

@@ -34,7 +34,8 @@ COMPARISON_GROUPS = {
         "ogd_adam_bn_dropout02", "ogd_sgd_bn_t095", "ogd_sgd_bn_t095_l1_5",
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
-    "baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
+    "baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn",
+                  "class_ewc", "class_online_ewc", "class_si", "class_lwf"],
 }
 
 # Experiments a section shows only beside its own: the section is not drawn for them alone.

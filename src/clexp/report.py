@@ -198,7 +198,8 @@ STUDY_SECTIONS = {
         "ogd_adam_bn_dropout02", "ogd_sgd_bn_t095", "ogd_sgd_bn_t095_l1_5",
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
-    "Baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
+    "Baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn",
+                  "class_ewc", "class_online_ewc", "class_si", "class_lwf"],
 }
 
 
