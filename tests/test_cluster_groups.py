@@ -47,14 +47,15 @@ def test_a_cluster_run_is_one_group_job_per_experiment_and_a_local_run_has_none(
 
     # Every job of one experiment (all seeds, every per-run rule) is in its experiment's group;
     # the dataset, the code digests and the aggregates are in none.
-    assert sorted(groups) == ["run_joint", "run_seq", "run_seq_bn"]
+    assert sorted(groups) == ["run_class_si", "run_joint", "run_seq", "run_seq_bn"]
     for job in jobs:
         experiment = job["wildcards"].get("experiment")
         assert job["group"] == (f"run_{experiment}" if experiment else None), job
     assert {job["rule"] for job in jobs if job["group"] is None} == UNGROUPED
     per_run = {job["rule"] for job in jobs if job["group"]}
     assert {"train_task", "evaluate_checkpoint", "evaluate_untrained", "analyze_checkpoint",
-            "plot_checkpoint", "plot_run", "plot_run_tasks"} <= per_run
+            "plot_checkpoint", "plot_run", "plot_run_tasks", "tune_point",
+            "select_setting"} <= per_run
     assert {job["wildcards"]["seed"] for job in jobs if job["group"] == "run_seq"} == {"0", "1"}
 
     # A local dry run lists the same jobs, none of them grouped.

@@ -65,7 +65,7 @@ def test_seen_classes_grow_task_by_task(tiny_run):
 
 def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run):
     summary = pd.read_csv(tiny_run / "results/summary.csv")
-    assert sorted(summary["experiment"]) == ["joint", "seq", "seq_bn"]
+    assert sorted(summary["experiment"]) == ["class_si", "joint", "seq", "seq_bn"]
     for column in ("final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt",
                    "avg_forgetting"):
         assert column in summary
@@ -73,20 +73,25 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
     assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
     page = (tiny_run / "results/report.html").read_text()
-    runs, multi_task_runs, checkpoints = 3, 2, 1 + 5 + 5
+    runs, multi_task_runs, checkpoints = 4, 3, 1 + 5 + 5 + 5
     # L1 sweep (joint) and eval-loss comparison; no weight-decay sweep: seq trains fixed
-    # epochs, not the sweep's early-stopping protocol, and an empty table is not shown
-    study_figures = 2
+    # epochs, not the sweep's early-stopping protocol, and an empty table is not shown; the
+    # tuned class_si's sweep
+    study_figures = 2 + 1
     # bounds 6 + 1 task-IL, normalisation 6 + 2 bias, representation 6, forward transfer
-    # 6 + 1 probe
-    comparison_figures = 28
+    # 6 + 1 probe, baselines (class_si) 6 + 1 task-IL
+    comparison_figures = 35
     # details (learning curves per run, five per-task figures per multi-task run, seven
     # per checkpoint) are WebP; comparison and study figures PNG
     assert page.count("data:image/webp;base64,") == runs + 5 * multi_task_runs + 7 * checkpoints
     assert page.count("data:image/png;base64,") == comparison_figures + study_figures
     assert len(list((tiny_run / "results/study/comparisons").rglob("*.png"))) == (
         comparison_figures)
-    for heading in ("Bounds", "Normalisation", "Representation strength", "Summary"):
+    selection = pd.read_csv(tiny_run / "results/tuning/class_si/selection.csv")
+    chosen = selection[selection["chosen"]].iloc[0]["point"]
+    assert f"Chosen: <strong>{chosen}</strong>" in page
+    for heading in ("Bounds", "Normalisation", "Representation strength", "Summary",
+                    "Choosing settings on the validation split"):
         assert f"<h2>{heading}</h2>" in page
 
 

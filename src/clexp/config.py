@@ -122,35 +122,87 @@ def check_config(config: Mapping) -> None:
     if "base" in defaults:
         raise ConfigError("defaults.base: `base` names another experiment and is only allowed "
                           "in an experiment's entry; remove it from defaults.")
+    if "tune" in defaults:
+        raise ConfigError("defaults.tune: a grid is chosen per experiment and is only allowed "
+                          "in an experiment's entry; move it to the experiments to tune.")
     for name in experiments:
-        run = resolve_experiment(config, name)
-        key = f"experiments.{name}"
-        if experiments[name] and "tasks" in experiments[name]:
-            _check_tasks(run["tasks"], f"{key}.tasks")
-        for cls in run["probe_unseen"]:
-            if not 0 <= cls < NUM_CLASSES:
-                raise ConfigError(
-                    f"{key}.probe_unseen: class {cls} is outside the dataset; "
-                    f"allowed classes are 0..{NUM_CLASSES - 1}."
-                )
-        if run.get("scenario") == "task":
-            single = [t for t in run["scenario_tasks"] if len(t) < 2]
-            if single:
-                raise ConfigError(
-                    f"{key}.scenario: task {single[0]} has one class, and a task-incremental "
-                    "task is scored on its own outputs only: one output has nothing to learn "
-                    "(its loss is always 0); give every task two or more classes, or use "
-                    "scenario: class.")
-        if run["stop_at_train_acc"] is None and run["epochs"] < 1:
-            raise ConfigError(f"{key}.epochs: must be at least 1.")
-        _check_options_act(run, set(experiment_entry(config, name)), key)
-        per_class = (config.get("data_subset") or {}).get("train_images_per_class")
-        single = [t for t in run["tasks"] if len(t) == 1]
-        if per_class == 1 and single:
+        grid = _check_grid(config, name)
+        if grid:
+            from clexp.tuning import expand_grid
+
+            resolve_experiment(config, name)  # the placeholder experiment resolves too
+            points = expand_grid(config, name)
+            checked = [(run, f"experiments.{name}[tune point {point}]")
+                       for point, run in points.items()]
+        else:
+            checked = [(resolve_experiment(config, name), f"experiments.{name}")]
+        for run, key in checked:
+            _check_run(config, name, run, key)
+
+
+def _check_grid(config: Mapping, name: str) -> dict:
+    """Check experiment `name`'s `tune` grid (the settings it may tune, each value against
+    that setting's schema); return it (empty: none)."""
+    from clexp.tuning import UNTUNABLE
+
+    grid = tune_grid(config, name)
+    if not grid:
+        return {}
+    key = f"experiments.{name}.tune"
+    options = _load_schema()["$defs"]["options"]["properties"]
+    entry = experiment_entry(config, name)
+    for setting, values in grid.items():
+        if setting in UNTUNABLE:
+            raise ConfigError(f"{key}.{setting}: cannot be tuned ({setting} "
+                              f"{UNTUNABLE[setting]}); remove it from tune.")
+        if setting not in options:
+            tunable = sorted(set(options) - set(UNTUNABLE))
+            raise ConfigError(f"{key}: unknown setting {setting!r}; tunable settings: "
+                              f"{', '.join(tunable)}.")
+        if not isinstance(values, list) or len(values) < 2:
+            raise ConfigError(f"{key}.{setting}: give a list of at least 2 values to choose "
+                              f"from, got {values!r}.")
+        if setting in entry:
+            raise ConfigError(f"experiments.{name}.{setting}: is both set ({entry[setting]!r}) "
+                              f"and tuned ({key}.{setting}); remove one of them.")
+        validator = _strict_validator(options[setting])
+        for index, value in enumerate(values):
+            for error in validator.iter_errors(value):
+                text = _describe(error).split(": ", 1)[-1]
+                raise ConfigError(f"{key}.{setting}[{index}]: {text}")
+    return grid
+
+
+def _check_run(config: Mapping, name: str, run: Mapping, key: str) -> None:
+    """The checks of one experiment's resolved settings (each grid point of a tuned one)."""
+    experiments = config["experiments"]
+    if experiments[name] and "tasks" in experiments[name]:
+        _check_tasks(run["tasks"], f"{key}.tasks")
+    for cls in run["probe_unseen"]:
+        if not 0 <= cls < NUM_CLASSES:
             raise ConfigError(
-                f"data_subset.train_images_per_class: 1 leaves experiment {name}'s task of "
-                f"class {single[0]} one training image, and a batch needs two (BatchNorm "
-                "cannot normalise one); give at least 2.")
+                f"{key}.probe_unseen: class {cls} is outside the dataset; "
+                f"allowed classes are 0..{NUM_CLASSES - 1}."
+            )
+    if run.get("scenario") == "task":
+        single = [t for t in run["scenario_tasks"] if len(t) < 2]
+        if single:
+            raise ConfigError(
+                f"{key}.scenario: task {single[0]} has one class, and a task-incremental "
+                "task is scored on its own outputs only: one output has nothing to learn "
+                "(its loss is always 0); give every task two or more classes, or use "
+                "scenario: class.")
+    if run["stop_at_train_acc"] is None and run["epochs"] < 1:
+        raise ConfigError(f"{key}.epochs: must be at least 1.")
+    _check_options_act(run, set(experiment_entry(config, name)) | set(tune_grid(config, name)),
+                       key)
+    per_class = (config.get("data_subset") or {}).get("train_images_per_class")
+    single = [t for t in run["tasks"] if len(t) == 1]
+    if per_class == 1 and single:
+        raise ConfigError(
+            f"data_subset.train_images_per_class: 1 leaves experiment {name}'s task of "
+            f"class {single[0]} one training image, and a batch needs two (BatchNorm "
+            "cannot normalise one); give at least 2.")
 
 
 # Options that act only together with another setting: option -> (does it act in `run`,
@@ -216,10 +268,13 @@ def _check_options_act(run: Mapping, given: set, key: str) -> None:
                 "classes, so it would be null at every checkpoint; list two or more, or none.")
 
 
-def resolve_experiment(config: Mapping, name: str) -> dict:
+def resolve_experiment(config: Mapping, name: str, point: tuple | None = None) -> dict:
     """The complete settings of experiment `name`: its overrides merged over `defaults`.
 
-    A joint experiment (`joint: true`) trains one task holding every class of its tasks.
+    A joint experiment (`joint: true`) trains one task holding every class of its tasks. An
+    experiment with `tune` (clexp.tuning) holds None for each tuned setting and `tuned`; with
+    `point` (its name, the tuned settings' values) the settings of that grid point instead,
+    named `<experiment>.<point>`.
     """
     if name not in config["experiments"]:
         raise ConfigError(
@@ -229,9 +284,14 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
     run = copy.deepcopy(DEFAULT_OPTIONS)
     defaults = copy.deepcopy(dict(config["defaults"] or {}))
     entry = experiment_entry(config, name)
+    grid = entry.pop("tune", None) or {}
+    given = set(entry) | set(grid)
     run.update(defaults)
     run.update(entry)
-    _resolve_method(run, set(entry), f"experiments.{name}")
+    if grid:
+        # Placeholders, filled at job time (clexp.tuning.with_selection), or a grid point's values.
+        run.update(point[1] if point else dict.fromkeys(grid))
+    _resolve_method(run, given, f"experiments.{name}")
     tasks = run.get("tasks") or config["tasks"]
     # class-IL (the default) adds no key: the settings, and hashes, of before scenarios
     scenario = run.pop("scenario", "class")
@@ -242,9 +302,18 @@ def resolve_experiment(config: Mapping, name: str) -> dict:
     if run.get("joint"):
         tasks = [[cls for task in tasks for cls in task]]
     run["tasks"] = [list(task) for task in tasks]
-    run["name"] = name
+    run["name"] = f"{name}.{point[0]}" if grid and point else name
     run["dataset"] = config["dataset"]
+    if grid and not point:
+        from clexp.tuning import tuned_placeholder
+
+        run["tuned"] = tuned_placeholder(name, grid)
     return dict(sorted(run.items()))
+
+
+def tune_grid(config: Mapping, name: str) -> dict:
+    """Experiment `name`'s grid (setting -> values; empty when it tunes nothing)."""
+    return experiment_entry(config, name).get("tune") or {}
 
 
 def experiment_entry(config: Mapping, name: str, chain: tuple = ()) -> dict:
@@ -358,8 +427,9 @@ def normalize_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dic
     'false'. For a key the schema types as boolean, YAML's spellings true/false, yes/no, on/off
     (any case) become booleans, as they would in config.yaml; for a key typed integer or
     number, a string that is a plain decimal number becomes that number (for an integer key
-    too, so that `0.5` is rejected as a number that is not whole). Anything else is left for
-    the schema to reject, naming the key.
+    too, so that `0.5` is rejected as a number that is not whole). The values of a `tune`
+    grid are typed by their setting, which also reads `1e4` (a string to PyYAML) as the
+    number. Anything else is left for the schema to reject, naming the key.
     """
     schema = _load_schema(schema_path)
 
@@ -384,6 +454,15 @@ def normalize_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dic
         return value
 
     walk(schema, config)
+    # A grid's values take the type of their own setting (PyYAML reads 1e4 as a string).
+    options = schema["$defs"]["options"]["properties"]
+    for entry in (config.get("experiments") or {}).values():
+        grid = entry.get("tune") if isinstance(entry, dict) else None
+        if not isinstance(grid, dict):
+            continue
+        for setting, values in grid.items():
+            if setting in options and isinstance(values, list):
+                values[:] = [walk(options[setting], value) for value in values]
     return config
 
 
@@ -438,6 +517,8 @@ def _describe(error) -> str:
                     "exclusiveMaximum": "<"}[kind]
         return f"{path}: {shown} is out of range; allowed values are {relation} " \
                f"{error.validator_value}"
+    if kind in ("minItems", "minProperties") and error.validator_value > 1:
+        return f"{path}: needs at least {error.validator_value} items, got {len(value)}"
     if kind in ("minItems", "minProperties"):
         return f"{path}: must not be empty"
     if kind == "required":

@@ -56,6 +56,7 @@ from clexp.model import build_model
 from clexp.probes import linear_probe
 from clexp.scenario import correct_np, scenario_of, scored_logits_np, targets_np
 from clexp.training import resolve_device, to_tensors
+from clexp.tuning import with_selection
 
 
 @torch.no_grad()
@@ -70,7 +71,9 @@ def hidden_outputs(model, images: np.ndarray, device) -> dict[str, np.ndarray]:
 def restore_model(run: dict, seed: int, task: int, checkpoint_path: str | Path,
                   device: str = "auto"):
     """The checkpoint after task `task` of `run` (checked to be that run's), and its model on
-    `device`: (state, model, torch device)."""
+    `device`: (state, model, torch device). A tuned experiment's settings are filled in from
+    its selection (`clexp.tuning.with_selection`), as its training filled them."""
+    run = with_selection(run)
     state = load_checkpoint(
         checkpoint_path, run["name"], seed, task, config_hash(training_config(run))
     )
@@ -229,6 +232,7 @@ def evaluate_untrained(run: dict, seed: int, data_path: str | Path, probe_settin
     Beside the checkpoint metrics it holds `probe_acc_by_task` and
     `probe_per_class_acc_by_task`: the probe on the classes seen after each task 1..T,
     and always `probe_all_acc` (all the run's classes)."""
+    run = with_selection(run)
     target = resolve_device(device)
     torch.manual_seed(seed)
     model = build_model(run).to(target)

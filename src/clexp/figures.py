@@ -391,3 +391,25 @@ def plot_eval_loss_comparison(table: pd.DataFrame, path: str | Path) -> pd.DataF
     axis.set_title("Evaluation loss: plain vs BN vs OGD + BN")
     save_figure(figure, path)
     return table
+
+
+def plot_tuning_sweep(table: pd.DataFrame, title: str, path: str | Path) -> dict:
+    """Validation ACC against the first tuned setting, one line per value of the second (if
+    any), the chosen point circled (`clexp.tuning.sweep_series`: the data drawn, returned)."""
+    from clexp.tuning import sweep_series
+
+    data = sweep_series(table)
+    figure, axis = _figure(figsize=(7, 4))
+    for label, (xs, ys) in data["series"].items():
+        axis.plot(xs, ys, marker="o", label=label)
+    x, y = data["chosen"]
+    axis.plot([x], [y], marker="o", markersize=14, markerfacecolor="none",
+              markeredgecolor="black", linestyle="none", label="chosen")
+    if data["log_x"]:
+        axis.set_xscale("log")
+    axis.set_xlabel(data["x"])
+    axis.set_ylabel("validation ACC (mean over selection seeds)")
+    axis.legend(loc="best", fontsize=8)
+    axis.set_title(title)
+    save_figure(figure, path)
+    return data

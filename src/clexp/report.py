@@ -348,7 +348,9 @@ class StudyFiles:
         """The comparison and study figures, embedded at their natural size."""
         figures = [self.comparison(s, n) for s, names in self.comparison_figures.items()
                    for n in names]
-        return figures + list(self.paths.get("study_figures", {}).values())
+        tuning = self.paths.get("tuning") or {}
+        sweeps = [tuning["sweep"].format(experiment=e) for e in tuning.get("experiments", {})]
+        return figures + list(self.paths.get("study_figures", {}).values()) + sweeps
 
     def detail_paths(self) -> list[str]:
         """The detail figures the page embeds: per run and per checkpoint, first analysed
@@ -694,6 +696,9 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
         + table_html(summary_with_spread(by_experiment, SUMMARY_COLUMNS))
         + "<p>Every run:</p>" + table_html(summary) + "".join(summary_parts)
     )
+    tuned = tuning_html(files, by_experiment, encoder)
+    if tuned:
+        sections.append(("Choosing settings on the validation split", tuned))
     sections.append(("Summary", summary_html))
     # Only the benchmark files of this run's jobs; one that is not a table is named, not read.
     unreadable: list[str] = []
@@ -787,3 +792,43 @@ def representation_html(files: StudyFiles) -> str:
         f"in <code>{html.escape(files.paths['study_tables']['representation'])}</code> and "
         "each experiment's probe table.</p>" + table_html(means)
     )
+
+
+def tuning_html(files: StudyFiles, by_experiment: pd.DataFrame,
+                encoder: ImageEncoder | None = None) -> str:
+    """The tuned experiments (templates/tuning.html.j2): per experiment its grid, the
+    validation ACC of every point, the chosen values (and whether they lie at the grid's
+    edge), the sweep figure and the test ACC of the experiment trained at the chosen values
+    (from summary_by_experiment.csv). Empty when nothing is tuned."""
+    tuning = files.paths.get("tuning") or {}
+    if not tuning.get("experiments"):
+        return ""
+    from clexp.tuning import format_value
+
+    means = by_experiment.set_index("experiment")
+    blocks = []
+    for name, grid in tuning["experiments"].items():
+        table = pd.read_csv(tuning["selection"].format(experiment=name))
+        chosen = table[table["chosen"]].iloc[0]
+        edge = chosen["at_edge"] if isinstance(chosen["at_edge"], str) else ""
+        if name in means.index and "avg_acc_mean" in means:
+            mean, sd = means.loc[name, "avg_acc_mean"], means.loc[name, "avg_acc_sd"]
+            test = f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
+        else:
+            test = "not run"
+        shown = table.assign(chosen=["✓" if c else "" for c in table["chosen"]])
+        blocks.append({
+            "name": name, "anchor": section_id(name),
+            "grid": [{"name": s, "values": ", ".join(format_value(v) for v in values)}
+                     for s, values in grid.items()],
+            "points": len(table), "chosen": chosen["point"],
+            "at_edge": edge.replace(";", ", "), "test_acc": test,
+            "table": table_html(shown),
+            "figure": figure_html(tuning["sweep"].format(experiment=name),
+                                  f"{name}: validation ACC per grid point (chosen circled)",
+                                  encoder, anchor=f"fig-tuning-{section_id(name)}"),
+        })
+    return _templates().get_template("tuning.html.j2").render(
+        experiments=blocks, fraction=f"{tuning['validation_fraction']:.0%}",
+        validation_seed=tuning["validation_seed"],
+        selection_seeds=", ".join(map(str, tuning["selection_seeds"])))

@@ -25,6 +25,7 @@ from clexp.methods.registry import build_method
 from clexp.model import MLP, build_model
 from clexp.ogd import empty_basis
 from clexp.scenario import Scenario
+from clexp.tuning import with_selection
 
 LOGGER = logging.getLogger("clexp.training")
 
@@ -594,8 +595,10 @@ def run_training_task(
     `curve_images_per_task` class-balanced images of each task, drawn with `seed`, the same for
     the whole run. With `instruments` false the per-batch records are not taken (the three
     records come back empty); they only read the model, so the checkpoint is the same either
-    way.
+    way. A tuned experiment trains at the values its selection file chose
+    (`clexp.tuning.with_selection`); its checkpoints record them.
     """
+    run = with_selection(run)
     settings = training_config(run)
     identity = config_hash(settings)
     where = f"experiment {run['name']} seed {seed}"

@@ -32,6 +32,7 @@ from clexp.config import (  # noqa: E402
 )
 from clexp.errors import ConfigError  # noqa: E402
 from clexp import jobserver, kept  # noqa: E402
+from clexp.tuning import SELECTION_FILE, expand_grid, grid_points, tuning_settings  # noqa: E402
 
 try:
     check_config_files(workflow.configfiles)
@@ -48,6 +49,9 @@ except ConfigError as error:
 EXPERIMENTS = selected_experiments(config)
 RUNS = {name: resolve_experiment(config, name) for name in EXPERIMENTS}
 SEEDS = config["seeds"]
+# Tuned experiments (a `tune` grid): experiment -> point name -> the point's settings.
+TUNING = tuning_settings(config)
+GRIDS = {name: points for name in EXPERIMENTS if (points := expand_grid(config, name))}
 # Seeds whose checkpoints get the per-checkpoint analysis and figures (the first seed when
 # none of analysis.seeds is run); every seed gets metrics and probes.
 ANALYSIS_SEEDS = [s for s in SEEDS if s in config["analysis"]["seeds"]] or SEEDS[:1]
@@ -57,6 +61,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     seed=r"\d+",
     task=r"[1-9]\d*",  # task 0 is the untrained control (UNTRAINED_METRICS)
+    point=r"[A-Za-z0-9_][A-Za-z0-9_.+-]*",
 
 
 # ---- path patterns (one place) ----
@@ -119,6 +124,12 @@ FINDINGS = "results/study/findings.csv"
 COMPARISON_FIGURE = "results/study/comparisons/{section}/{figure}.png"
 # section -> experiments compared (seq first), for the sections this run has experiments of
 COMPARISONS = comparison_groups(EXPERIMENTS)
+# Choosing settings on the validation split (clexp.tuning): one file per grid point and
+# selection seed, the selection of each tuned experiment (the pattern its settings name) and
+# its sweep figure.
+TUNE_POINT = "results/tuning/{experiment}/{point}/seed{seed}/validation.json"
+SELECTION = SELECTION_FILE
+SWEEP_FIGURE = "results/tuning/{experiment}/sweep.png"
 REPORT = "results/report.html"
 # Priority of the jobs that follow a checkpoint (evaluation, analysis, figures): they run as
 # soon as they are ready. A short queue of ready jobs keeps Snakemake's own scheduling work
@@ -144,6 +155,8 @@ BENCHMARKS = {
     "findings": f"{BENCHMARK_DIR}/findings.tsv",
     "plot_study": f"{BENCHMARK_DIR}/plot_study.tsv",
     "report": f"{BENCHMARK_DIR}/report.tsv",
+    "tune_point": f"{BENCHMARK_DIR}/tune_point/{{experiment}}/{{point}}/seed{{seed}}.tsv",
+    "select_setting": f"{BENCHMARK_DIR}/select_setting/{{experiment}}.tsv",
 }
 CONDA_ENV = "../envs/clexp.yaml"
 
@@ -189,10 +202,13 @@ _TORCH = _CORE + [
 CODE = {
     "data": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["data.py"]],
     # kept.py: a resubmitted cluster job restores the training tasks it had finished
-    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["kept.py"]],
+    "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["kept.py", "tuning.py"]],
+    # a grid point: the training code, the validation split and its measurement
+    "tune": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["tuning.py", "scenario.py"]],
+    "select": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["tuning.py", "figures.py"]],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
-        for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py"]
+        for m in _TORCH + ["evaluation.py", "metrics.py", "probes.py", "analysis.py", "tuning.py"]
     ],
     "figures": [
         str(SOURCE_DIR / "clexp" / m)
@@ -211,6 +227,8 @@ CODE = {
             "comparisons.py",
             "templates/page.html.j2",
             "templates/findings.html.j2",
+            "templates/tuning.html.j2",
+            "tuning.py",
             "templates/parts.html.j2",
             "templates/scenarios.html.j2",
         ]
@@ -289,7 +307,17 @@ def protocol_settings():
     """The defaults every experiment is compared with, and each experiment's settings."""
     defaults = dict(DEFAULT_OPTIONS, **(config["defaults"] or {}))
     defaults["tasks"] = config["tasks"]
-    return {"defaults": defaults, "experiments": RUNS}
+    # A tuned setting reads "tuned" (its value is chosen at job time; the tuning section
+    # of the report shows it).
+    shown = {
+        e: {
+            k: ("tuned" if k in run.get("tuned", {}).get("settings", []) else v)
+            for k, v in run.items()
+            if k != "tuned"
+        }
+        for e, run in RUNS.items()
+    }
+    return {"defaults": defaults, "experiments": shown}
 
 
 def run_benchmarks():
@@ -308,7 +336,63 @@ def run_benchmarks():
         files += all_checkpoint_files(BENCHMARKS[name], ANALYSIS_SEEDS)
     files += all_runs(BENCHMARKS["evaluate_untrained"]) + all_runs(BENCHMARKS["plot_run"])
     files += multi_task_runs(BENCHMARKS["plot_run_tasks"], ANALYSIS_SEEDS)
+    files += tuning_files(BENCHMARKS["tune_point"]) + tuned_experiments(
+        BENCHMARKS["select_setting"]
+    )
     return files
+
+
+def tuned_experiments(pattern):
+    """`pattern` for every selected experiment with a `tune` grid."""
+    return [pattern.format(experiment=e) for e in GRIDS]
+
+
+def tuning_files(pattern, experiment=None):
+    """`pattern` for every grid point and selection seed of `experiment` (or of every tuned
+    experiment)."""
+    return [
+        pattern.format(experiment=e, point=p, seed=s)
+        for e in ([experiment] if experiment else GRIDS)
+        for p in GRIDS[e]
+        for s in TUNING["selection_seeds"]
+    ]
+
+
+def point_validations(wildcards):
+    """Input function of select_setting: every point's validation.json of the experiment."""
+    return tuning_files(TUNE_POINT, wildcards.experiment)
+
+
+def selection_of(wildcards):
+    """Input function: the experiment's selection file when it is tuned, else nothing (an
+    untuned experiment's jobs keep the inputs they had)."""
+    if wildcards.experiment in GRIDS:
+        return SELECTION.format(experiment=wildcards.experiment)
+    return []
+
+
+def untrained_selection(wildcards):
+    """The selection file for the untrained control, when a tuned setting shapes the
+    untrained network (UNTRAINED_KEYS)."""
+    tuned = RUNS[wildcards.experiment].get("tuned")
+    if tuned and set(tuned["settings"]) & set(UNTRAINED_KEYS):
+        return tuned["selection"]
+    return []
+
+
+def point_params(wildcards):
+    """The settings of one grid point and its tuned settings' values."""
+    points = GRIDS.get(wildcards.experiment, {})
+    if wildcards.point not in points:
+        raise WorkflowError(
+            f"{wildcards.experiment}: no grid point {wildcards.point!r}; its points are: "
+            f"{', '.join(points) or 'none (the experiment has no tune grid)'}."
+        )
+    grid = RUNS[wildcards.experiment]["tuned"]["grid"]
+    return {
+        "settings": training_config(points[wildcards.point]),
+        "values": grid_points(grid)[wildcards.point],
+    }
 
 
 def all_experiment_settings():
@@ -370,9 +454,11 @@ UNTRAINED_KEYS = (
 
 
 def untrained_params(wildcards):
-    return {
-        k: RUNS[wildcards.experiment][k] for k in UNTRAINED_KEYS if k in RUNS[wildcards.experiment]
-    }
+    run = RUNS[wildcards.experiment]
+    params = {k: run[k] for k in UNTRAINED_KEYS if k in run}
+    if untrained_selection(wildcards):  # a tuned setting shapes the untrained network
+        params["tuned"] = run["tuned"]
+    return params
 
 
 # ---- cluster jobs (profiles/slurm) ----

@@ -2,6 +2,7 @@ rule evaluate_checkpoint:
     input:
         checkpoint=CHECKPOINT,
         data=DATA_FILE,
+        selection=selection_of,
         code=CODE["evaluate"],
     output:
         metrics=METRICS,
@@ -27,6 +28,7 @@ rule evaluate_checkpoint:
 rule evaluate_untrained:
     input:
         data=DATA_FILE,
+        selection=untrained_selection,
         code=CODE["evaluate"],
     output:
         metrics=UNTRAINED_METRICS,
@@ -53,6 +55,7 @@ rule analyze_checkpoint:
     input:
         checkpoint=CHECKPOINT,
         data=DATA_FILE,
+        selection=selection_of,
         code=CODE["evaluate"],
     output:
         analysis=ANALYSIS,

@@ -33,6 +33,7 @@ rule report:
         untrained=UNTRAINED_TABLE,
         findings=FINDINGS,
         comparisons=[path for _, _, path in comparison_figures()],
+        tuning=tuned_experiments(SELECTION) + tuned_experiments(SWEEP_FIGURE),
         checkpoints=[all_checkpoint_files(p, ANALYSIS_SEEDS) for p in CHECKPOINT_FIGURES.values()],
         code=CODE["report"],
     output:
@@ -73,6 +74,12 @@ rule report:
             "study_figures": STUDY_FIGURES,
             "benchmarks": BENCHMARK_DIR,
             "benchmark_files": run_benchmarks(),
+            "tuning": {
+                "experiments": {e: RUNS[e]["tuned"]["grid"] for e in GRIDS},
+                "selection": SELECTION,
+                "sweep": SWEEP_FIGURE,
+                **TUNING,
+            },
         },
     script:
         "../scripts/report.py"

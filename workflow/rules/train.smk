@@ -2,6 +2,7 @@ rule train_task:
     input:
         data=DATA_FILE,
         previous=previous_checkpoint,
+        selection=selection_of,
         code=CODE["train"],
     output:
         checkpoint=CHECKPOINT,
