@@ -47,7 +47,8 @@ def test_a_cluster_run_is_one_group_job_per_experiment_and_a_local_run_has_none(
 
     # Every job of one experiment (all seeds, every per-run rule) is in its experiment's group;
     # the dataset, the code digests and the aggregates are in none.
-    assert sorted(groups) == ["run_class_si", "run_joint", "run_seq", "run_seq_bn"]
+    assert sorted(groups) == ["run_class_si", "run_domain_lwf", "run_joint", "run_seq",
+                              "run_seq_bn", "run_task_seq"]
     for job in jobs:
         experiment = job["wildcards"].get("experiment")
         assert job["group"] == (f"run_{experiment}" if experiment else None), job

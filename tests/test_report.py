@@ -117,8 +117,8 @@ def test_snakemake_report_collects_every_annotated_figure(tiny_run, tmp_path):
 
 
 def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path):
-    """The default config with the methods and three seeds (~40 experiments, 166
-    checkpoints), drawn from the tiny run's real figures: the page stays under 20 MB and
+    """The default config with the methods, the scenarios and three seeds (60 experiments),
+    drawn from the tiny run's real figures: the page stays under 20 MB and
     embeds every figure it lists."""
     import shutil as files_shutil
 
@@ -157,7 +157,7 @@ def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path)
             "latent_map", "hidden_features", "weight_histograms")},
         "study_tables": {n: str(results / f"study/{n}.csv") for n in (
             "l1_sweep", "weight_decay_sweep", "eval_loss_comparison", "forward_transfer",
-            "representation")},
+            "representation", "scenarios")},
         "study_figures": {n: str(results / f"study/{n}.png") for n in (
             "l1_sweep", "weight_decay_sweep", "eval_loss_comparison")},
         "checkpoints": str(results / "study/checkpoints.csv"),

@@ -65,7 +65,8 @@ def test_seen_classes_grow_task_by_task(tiny_run):
 
 def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run):
     summary = pd.read_csv(tiny_run / "results/summary.csv")
-    assert sorted(summary["experiment"]) == ["class_si", "joint", "seq", "seq_bn"]
+    assert sorted(summary["experiment"]) == ["class_si", "domain_lwf", "joint", "seq", "seq_bn",
+                                             "task_seq"]
     for column in ("final_val_acc", "final_probe_acc", "final_sparsity", "avg_acc", "bwt",
                    "avg_forgetting"):
         assert column in summary
@@ -73,14 +74,15 @@ def test_summary_has_one_row_per_run_and_the_report_embeds_the_figures(tiny_run)
     last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
     assert seq["final_val_acc"] == pytest.approx(last["val_acc"])
     page = (tiny_run / "results/report.html").read_text()
-    runs, multi_task_runs, checkpoints = 4, 3, 1 + 5 + 5 + 5
+    runs, multi_task_runs, checkpoints = 6, 5, 1 + 5 * 5
     # L1 sweep (joint) and eval-loss comparison; no weight-decay sweep: seq trains fixed
     # epochs, not the sweep's early-stopping protocol, and an empty table is not shown; the
     # tuned class_si's sweep
     study_figures = 2 + 1
     # bounds 6 + 1 task-IL, normalisation 6 + 2 bias, representation 6, forward transfer
-    # 6 + 1 probe, baselines (class_si) 6 + 1 task-IL
-    comparison_figures = 35
+    # 6 + 1 probe, and 6 for each scenario: class-IL (the tuned class_si), task-IL (task_seq
+    # on its own) and domain-IL (domain_lwf)
+    comparison_figures = 46
     # details (learning curves per run, five per-task figures per multi-task run, seven
     # per checkpoint) are WebP; comparison and study figures PNG
     assert page.count("data:image/webp;base64,") == runs + 5 * multi_task_runs + 7 * checkpoints
@@ -167,7 +169,7 @@ def test_touching_library_code_without_changing_it_reruns_nothing(tiny_run):
 def test_jobs_depend_on_one_digest_of_their_library_code(tiny_run):
     digests = sorted((tiny_run / "results" / "code").glob("*.sha256"))
     assert [d.stem for d in digests] == ["data", "evaluate", "figures", "findings", "report",
-                                         "train"]
+                                         "select", "train", "tune"]
     train = (tiny_run / "results/code/train.sha256").read_text().split()
     assert len(train) == 1 and train[0].startswith("sha256:") and len(train[0]) == 7 + 64
 

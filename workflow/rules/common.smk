@@ -204,7 +204,7 @@ CODE = {
     # kept.py: a resubmitted cluster job restores the training tasks it had finished
     "train": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["kept.py", "tuning.py"]],
     # a grid point: the training code, the validation split and its measurement
-    "tune": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["tuning.py", "scenario.py"]],
+    "tune": [str(SOURCE_DIR / "clexp" / m) for m in _TORCH + ["tuning.py"]],
     "select": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["tuning.py", "figures.py"]],
     "evaluate": [
         str(SOURCE_DIR / "clexp" / m)
