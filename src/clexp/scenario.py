@@ -39,7 +39,7 @@ def scenario_of(run) -> str:
 
 def output_tasks(run) -> list:
     """The task list that decides which outputs belong together (see the module docstring)."""
-    return run.get("scenario_tasks") or run["tasks"]
+    return run.get("scenario_tasks") or run.get("tasks") or []
 
 
 def output_count(run) -> int:
