@@ -146,7 +146,7 @@ def test_run_figures_and_their_data(tiny_run):
 def test_checkpoint_table_and_findings_of_the_tiny_run(tiny_run):
     study = tiny_run / "results/study"
     table = pd.read_csv(study / "checkpoints.csv")
-    assert len(table) == 1 + 5 + 5
+    assert len(table) == 1 + 5 * 5  # joint's one checkpoint, five multi-task runs
     seq = table[table["experiment"] == "seq"].set_index("task")
     last = json.loads((tiny_run / "results/seq/seed0/task5/metrics.json").read_text())
     assert seq.loc[5, "acc_task1"] == pytest.approx(last["per_task_acc"][0])
@@ -161,7 +161,8 @@ def test_checkpoint_table_and_findings_of_the_tiny_run(tiny_run):
     assert found.loc["ogd_improves_probe.1", "verdict"] == "not run"
     # the untrained control: one row per run, task 0, the probe at each task's classes
     untrained = pd.read_csv(study / "untrained.csv")
-    assert sorted(untrained["experiment"]) == ["joint", "seq", "seq_bn"]
+    assert sorted(untrained["experiment"]) == ["class_si", "domain_lwf", "joint", "seq", "seq_bn",
+                                               "task_seq"]
     assert set(untrained["task"]) == {0}
     control = json.loads((tiny_run / "results/seq/seed0/task0/metrics.json").read_text())
     row = untrained.set_index("experiment").loc["seq"]
@@ -189,7 +190,8 @@ def test_study_tables(tiny_run):
     assert transfer["probe_all_acc"].notna().all()
     assert transfer["probe_all_acc"].between(0.1, 1.0).all()  # ten classes: chance is 0.1
     representation = pd.read_csv(study / "representation.csv")
-    assert len(representation) == 10 + (2 + 4 + 6 + 8 + 10) * 2
+    # joint's ten classes, and the seen classes after each task of the five multi-task runs
+    assert len(representation) == 10 + (2 + 4 + 6 + 8 + 10) * 5
     for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison"):
         png_shape(study / f"{name}.png")
 
