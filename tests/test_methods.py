@@ -174,7 +174,7 @@ def test_lwf_distillation_is_zero_when_the_model_equals_its_snapshot():
     method = build_method(run_settings(method="lwf"), model, seed=0)
     method.end_task(context_for(1))
     method.start_task(context_for(2))
-    assert method.old_classes == [1, 2]
+    assert method.groups == [[1, 2]]  # class-IL: the old classes, in one softmax
     x = context_for(2).images[:32]
     model.eval()
     logits, _ = model(x)

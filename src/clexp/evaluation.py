@@ -156,7 +156,8 @@ def measure_network(model, run: dict, seed: int, task: int, data: dict, probe_se
     # right or wrong in the run's scenario (class-IL: the argmax over all ten outputs)
     correct = correct_np(run, logits, eval_labels)
     seen_mask = class_mask(eval_labels, seen)
-    if scenario_of(run) == "class":
+    scenario = scenario_of(run)
+    if scenario == "class":
         # masked evaluation of a class-IL run: each task's logits on their own
         masked = per_task_accuracy_til(logits, eval_labels, tasks)
     else:  # the scenario's own accuracy (task-IL: the same masking; domain-IL: no masking)
@@ -186,7 +187,7 @@ def measure_network(model, run: dict, seed: int, task: int, data: dict, probe_se
         "num_tasks": len(tasks),
         "tasks": tasks,
         "classes_seen": seen,
-        "scenario": scenario_of(run),
+        "scenario": scenario,
         "val_acc": mean_correct(correct[seen_mask]),
         "val_loss": cross_entropy(scored_logits_np(run, logits, eval_labels)[seen_mask],
                                   targets_np(run, eval_labels)[seen_mask]),
@@ -197,7 +198,7 @@ def measure_network(model, run: dict, seed: int, task: int, data: dict, probe_se
         # the pull of the current task's outputs on old images: class-IL only (task-IL
         # masks those outputs away, domain-IL shares them between tasks)
         "current_task_mass": (current_task_mass(logits, eval_labels, tasks, task)
-                              if scenario_of(run) == "class" else None),
+                              if scenario == "class" else None),
         "population_sparsity": population_sparsity(evaluation["h1"], evaluation["h2"]),
         "sparsity_h1": population_sparsity(evaluation["h1"]),
         "sparsity_h2": population_sparsity(evaluation["h2"]),

@@ -74,14 +74,6 @@ def same_task_table(tasks) -> np.ndarray:
     return table | np.eye(NUM_CLASSES, dtype=bool)
 
 
-def active_outputs(run, task_classes) -> list[int]:
-    """The outputs a task with `task_classes` trains in the run's scenario: its own classes in
-    task-IL, every output otherwise."""
-    if scenario_of(run) == "task":
-        return sorted(int(c) for c in task_classes)
-    return list(range(output_count(run)))
-
-
 def targets_np(run, labels: np.ndarray) -> np.ndarray:
     """The targets of digits `labels` in the run's scenario."""
     if scenario_of(run) == "domain":
@@ -115,11 +107,6 @@ class Scenario:
         self.outputs = output_count(run)
         self.position = torch.as_tensor(position_table(self.tasks), device=device)
         self.same_task = torch.as_tensor(same_task_table(self.tasks), device=device)
-
-    def to(self, device) -> Scenario:
-        self.position = self.position.to(device)
-        self.same_task = self.same_task.to(device)
-        return self
 
     def targets(self, labels):
         """Digits -> the scenario's targets."""

@@ -55,11 +55,9 @@ class LwF(Method):
         self.alpha = float(self.option("lwf_alpha"))
         self.temperature = float(self.option("lwf_temperature"))
         self.previous: nn.Module | None = None
-        self.old_classes: list[int] = []
         self.groups: list[list[int]] = []
 
     def start_task(self, context: TaskContext) -> None:
-        self.old_classes = context.old_classes()
         self.groups = distilled_outputs(self.scenario, context)
 
     def penalty(self, model, x, y, logits):
@@ -67,10 +65,6 @@ class LwF(Method):
             return None
         with torch.no_grad():
             previous = self.previous(x)[0]
-        if len(self.groups) == 1:
-            group = self.groups[0]
-            return self.alpha * distillation(logits[:, group], previous[:, group],
-                                             self.temperature)
         terms = [distillation(logits[:, g], previous[:, g], self.temperature)
                  for g in self.groups]
         return self.alpha * torch.stack(terms).mean()
