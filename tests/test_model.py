@@ -45,3 +45,18 @@ def test_build_model_reads_experiment_settings():
     model = build_model(run)
     assert isinstance(model.norm1, torch.nn.BatchNorm1d)
     assert isinstance(model.dropout, torch.nn.Dropout) and model.dropout.p == 0.2
+
+
+@pytest.mark.parametrize("scenario, outputs", [("class", 10), ("domain", 2)])
+def test_hidden_sets_the_widths_of_both_hidden_layers(scenario, outputs):
+    run = dict(DEFAULT_OPTIONS, hidden=[400, 300], tasks=[[0, 1], [2, 3]])
+    if scenario == "domain":
+        run.update(scenario="domain", scenario_tasks=[[0, 1], [2, 3]])
+    model = build_model(run)
+    assert model.fc1.weight.shape == (400, 784)
+    assert model.fc2.weight.shape == (300, 400)
+    assert model.fc3.weight.shape == (outputs, 300)
+    logits, (h1, h2) = model(torch.rand(4, 784))
+    assert (logits.shape, h1.shape, h2.shape) == ((4, outputs), (4, 400), (4, 300))
+    # without `hidden`, the study's network
+    assert build_model(dict(DEFAULT_OPTIONS)).fc2.weight.shape == (84, 120)

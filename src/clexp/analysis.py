@@ -8,10 +8,11 @@ config's `analysis.seeds`) and `checkpoint_scalars` the cheap scalars that every
   `hist_<layer>_bias_edges` for layer in fc1, fc2, fc3 (40 bins; the bias is the effective
   bias, see `effective_biases`), `hist_<layer>_bias_source` (`linear_bias` or
   `batchnorm_shift`);
-- `hidden_features` (n x 84, h2 of a fixed batch of evaluation images, sorted by label),
-  `hidden_features_labels`, `hidden_features_seen` (whether the image's class was trained by
-  this checkpoint): the same images after every task of the run, a class-balanced sample of
-  all the run's classes drawn with the run's seed (`clexp.data.fixed_sample`);
+- `hidden_features` (n x the width of h2, 84 in the study's network: h2 of a fixed batch of
+  evaluation images, sorted by label), `hidden_features_labels`, `hidden_features_seen`
+  (whether the image's class was trained by this checkpoint): the same images after every
+  task of the run, a class-balanced sample of all the run's classes drawn with the run's seed
+  (`clexp.data.fixed_sample`);
 - `profile` (seen classes x 10: mean softmax output per true class), `profile_classes`;
 - `example_images` (n x 28 x 28 uint8), `example_labels`, `example_predictions`,
   `example_top5_classes`, `example_top5_probs`: the strip of example images, old and new

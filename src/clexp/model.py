@@ -1,5 +1,6 @@
 """The study's network: MLP(784 -> 120 -> 84 -> 10) with optional normalisation and dropout
-(784 -> 120 -> 84 -> 2 in the domain-incremental scenario)."""
+(784 -> 120 -> 84 -> 2 in the domain-incremental scenario). The two hidden widths are a setting
+(`hidden`, e.g. [400, 400] for van de Ven & Tolias' split-MNIST network)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from torch import nn
 from clexp.scenario import output_count
 
 NORMS = ("none", "batch", "layer")
+# The study's hidden widths: a run whose settings hold no `hidden` has them.
+DEFAULT_HIDDEN = (120, 84)
 
 
 def _norm_layer(kind: str, width: int) -> nn.Module:
@@ -32,7 +35,7 @@ class MLP(nn.Module):
     def __init__(
         self,
         in_features: int = 784,
-        hidden: tuple[int, int] = (120, 84),
+        hidden: tuple[int, int] = DEFAULT_HIDDEN,
         num_classes: int = 10,
         norm: str = "none",
         dropout: float = 0.0,
@@ -56,7 +59,13 @@ class MLP(nn.Module):
         return {"fc1": self.fc1, "fc2": self.fc2, "fc3": self.fc3}
 
 
+def hidden_widths(run: dict) -> tuple[int, int]:
+    """The widths of the two hidden layers of a run's network (`hidden`, default 120, 84)."""
+    return tuple(int(width) for width in run.get("hidden") or DEFAULT_HIDDEN)
+
+
 def build_model(run: dict) -> MLP:
-    """The MLP an experiment's settings describe (two outputs in domain-incremental runs:
-    `clexp.scenario.output_count`)."""
-    return MLP(num_classes=output_count(run), norm=run["norm"], dropout=run["dropout"])
+    """The MLP an experiment's settings describe: its hidden widths (`hidden_widths`), two
+    outputs in domain-incremental runs (`clexp.scenario.output_count`)."""
+    return MLP(hidden=hidden_widths(run), num_classes=output_count(run), norm=run["norm"],
+               dropout=run["dropout"])
