@@ -464,6 +464,20 @@ def test_the_study_has_the_baselines_with_the_protocol_of_seq():
          r"experiments.a.si_c: 0 turns si off \(it trains as method: naive\)"),
         (lambda e: e.update(a={"method": "agem", "buffer_size": 100, "agem_sample_size": 200}),
          r"experiments.a.agem_sample_size: 200 is more than buffer_size \(100\)"),
+        (lambda e: e.update(a={"iterations": 100, "stop_at_train_acc": 0.9}),
+         r"experiments.a.stop_at_train_acc: 0.9 stops a task after an epoch, and iterations "
+         r"\(100\) trains a fixed number of optimizer steps per task"),
+        (lambda e: e.update(a={"iterations": 100, "epochs": 3}),
+         r"experiments.a.epochs: 3 is not used with iterations \(100 optimizer steps"),
+        (lambda e: e.update(a={"optimizer": "adam"}),
+         r"experiments.a.weight_decay: 0.01 \(set in defaults\) with optimizer: adam would "
+         r"be torch's Adam weight decay, an L2 penalty"),
+        (lambda e: e.update(a={"optimizer": "adam", "weight_decay": 0.1}),
+         r"experiments.a.weight_decay: 0.1 with optimizer: adam"),
+        (lambda e: e.update(a={"method": "lwf", "lwf_weighting": "paper", "lwf_alpha": 2.0}),
+         r"experiments.a.lwf_alpha: lwf_weighting: paper weights the terms itself"),
+        (lambda e: e.update(a={"lwf_weighting": "paper"}),
+         r"experiments.a.lwf_weighting: an option of method lwf"),
     ],
 )
 def test_options_that_cannot_act_are_rejected_naming_the_key(change, message):
@@ -490,8 +504,34 @@ def test_options_that_act_are_accepted():
         late={"probe_unseen": [7, 8, 9, 0]},
         never_trained={"tasks": [[1, 2], [3, 4]], "probe_unseen": [5, 6]},
         agem={"method": "agem", "buffer_size": 100, "agem_sample_size": 100},
+        steps={"iterations": 100, "optimizer": "adam", "weight_decay": 0.0,
+               "hidden": [400, 400]},
+        paper={"method": "lwf", "lwf_weighting": "paper"},
     )
     check_config(config)  # and every experiment of config.yaml, above: seq_bn probes [9, 0]
+
+
+def test_protocol_settings_enter_the_settings_only_where_they_change_something():
+    """Written at the values that train as before them (or in defaults), `hidden`,
+    `iterations` and `lwf_weighting` leave the resolved settings and the config hash as they
+    were; set otherwise they enter them (and `lwf_weighting: paper` replaces lwf_alpha)."""
+    config = validated(STUDY)
+    before = {name: resolve_experiment(config, name) for name in ("seq", "lwf", "joint")}
+    config["defaults"].update(hidden=[120, 84], iterations=None)
+    config["experiments"]["lwf"] = {"method": "lwf", "lwf_weighting": "study"}
+    for name, run in before.items():
+        assert resolve_experiment(config, name) == run
+    config["experiments"].update(
+        wide={"hidden": [400, 400]}, steps={"iterations": 2000},
+        paper={"method": "lwf", "lwf_weighting": "paper"})
+    assert resolve_experiment(config, "wide")["hidden"] == [400, 400]
+    assert resolve_experiment(config, "steps")["iterations"] == 2000
+    paper = resolve_experiment(config, "paper")
+    assert paper["lwf_weighting"] == "paper" and "lwf_alpha" not in paper
+    seq_hash = config_hash(training_config(before["seq"]))
+    for name in ("wide", "steps"):
+        assert config_hash(training_config(
+            dict(resolve_experiment(config, name), name="seq"))) != seq_hash
 
 
 def test_a_task_of_one_training_image_is_rejected_before_any_job():

@@ -10,11 +10,11 @@ from clexp.methods.agem import agem_project
 from clexp.methods.base import TaskContext
 from clexp.methods.buffer import ReplayBuffer
 from clexp.methods.ewc import diagonal_fisher
-from clexp.methods.lwf import distillation
+from clexp.methods.lwf import distillation, paper_weights
 from clexp.methods.ogd import alignment
 from clexp.methods.registry import build_method, method_name, method_names
 from clexp.model import MLP
-from clexp.training import build_optimizer, to_tensors
+from clexp.training import build_optimizer, to_tensors, train_task
 
 from helpers import run_settings, synthetic_arrays
 
@@ -191,6 +191,54 @@ def test_distillation_uses_the_temperature():
     p = torch.softmax(target / 2.0, dim=1)[0]
     expected = (p * (p.log() - torch.log(torch.tensor(0.5)))).sum()
     assert distillation(logits, target, 2.0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_lwf_paper_weights_are_one_over_t_and_the_rest_times_t_squared():
+    assert paper_weights(1, 2.0) == (1.0, 0.0)
+    assert paper_weights(2, 2.0) == (0.5, 2.0)  # (1 - 1/2) * 2**2
+    cross_entropy, distill = paper_weights(3, 3.0)
+    assert cross_entropy == pytest.approx(1 / 3) and distill == pytest.approx(6.0)  # 2/3 * 9
+
+
+def _log_softmax(values: np.ndarray) -> np.ndarray:
+    shifted = values - values.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("weighting", ["study", "paper"])
+def test_lwf_loss_of_a_batch_is_the_documented_one(weighting):
+    """The loss the training loop minimises on the first batch of task 3, computed by hand
+    (numpy) from the network's and the snapshot's logits: study, CE + alpha * KL over the
+    old classes at temperature T; paper, CE / 3 + (1 - 1/3) * T^2 * KL."""
+    torch.manual_seed(0)
+    model = MLP()
+    options = {"lwf_alpha": 0.7} if weighting == "study" else {"lwf_weighting": "paper"}
+    run = run_settings(method="lwf", lwf_temperature=3.0, iterations=1, batch_size=64,
+                       **options)
+    method = build_method(run, model, seed=0)
+    method.end_task(context_for(2))
+    with torch.no_grad():  # the network moves away from its snapshot
+        model.fc3.weight.mul_(1.5)
+        model.fc3.bias.add_(0.3)
+    context = context_for(3)
+    x, y = context.images[:64], context.labels[:64]
+    logits = model(x)[0].detach().numpy().astype(np.float64)
+    previous = method.previous(x)[0].detach().numpy().astype(np.float64)
+    labels = y.numpy()
+    cross_entropy = -_log_softmax(logits)[np.arange(len(labels)), labels].mean()
+    old = [1, 2, 3, 4]  # the classes of tasks 1 and 2
+    target = _log_softmax(previous[:, old] / 3.0)
+    kl = (np.exp(target) * (target - _log_softmax(logits[:, old] / 3.0))).sum(axis=1).mean()
+    expected = (cross_entropy + 0.7 * kl if weighting == "study"
+                else cross_entropy / 3 + (1 - 1 / 3) * 3.0**2 * kl)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    result = train_task(model, optimizer, x, y, run, torch.Generator().manual_seed(0),
+                        method=method, task=3, context=context)
+    row = result["log"][0]
+    assert row["train_loss"] == pytest.approx(expected, rel=1e-5)
+    assert row["train_loss"] == pytest.approx(row["train_ce"] + row["train_penalty"], rel=1e-6)
+    share = 1.0 if weighting == "study" else 1 / 3
+    assert row["train_ce"] == pytest.approx(share * cross_entropy, rel=1e-5)
 
 
 # --- ER and the buffer ---

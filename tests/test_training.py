@@ -251,3 +251,57 @@ def test_resumed_task_on_cuda_draws_the_same_dropout_masks(tmp_path):
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+class CountingSGD(torch.optim.SGD):
+    """SGD that counts its steps."""
+
+    steps = 0
+
+    def step(self, closure=None):
+        self.steps += 1
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("iterations, passes", [(1, 1), (7, 3), (9, 3), (10, 4)])
+def test_iterations_train_exactly_that_many_steps(iterations, passes):
+    torch.manual_seed(0)
+    model = MLP()
+    x, y = tensors()
+    x, y = x[:40], y[:40]  # 40 images at batch 16: passes of 3 steps (16, 16, 8)
+    run = run_settings(iterations=iterations, batch_size=16, epochs=1)
+    optimizer = CountingSGD(model.parameters(), lr=0.01)
+    result = train_task(model, optimizer, x, y, run, torch.Generator().manual_seed(0),
+                        eval_images=x, eval_labels=y)
+    assert optimizer.steps == iterations
+    # every pass is a row of the log, the last (partial) one too; `epochs` plays no part
+    assert result["epochs_run"] == passes
+    assert [row["epoch"] for row in result["log"]] == list(range(1, passes + 1))
+    assert not result["stopped_early"]
+
+
+def test_iterations_draw_the_batches_an_epoch_loop_draws():
+    """Six steps at three batches per pass are two epochs: the same batches, the same
+    weights, the same shuffling generator state after them."""
+    x, y = tensors()
+    x, y = x[:40], y[:40]
+    weights, states = [], []
+    for settings in ({"epochs": 2}, {"iterations": 6}):
+        torch.manual_seed(0)
+        model = MLP()
+        run = run_settings(batch_size=16, **settings)
+        generator = torch.Generator().manual_seed(0)
+        train_task(model, build_optimizer(model, run, 1), x, y, run, generator)
+        weights.append(model.fc1.weight.detach().clone())
+        states.append(generator.get_state())
+    assert torch.equal(weights[0], weights[1])
+    assert torch.equal(states[0], states[1])
+
+
+def test_optimizer_adam_builds_torch_adam_without_weight_decay():
+    model = MLP()
+    optimizer = build_optimizer(model, run_settings(optimizer="adam", weight_decay=0.0), 1)
+    assert type(optimizer) is torch.optim.Adam
+    group = optimizer.param_groups[0]
+    assert group["weight_decay"] == 0 and group["betas"] == (0.9, 0.999)
+    assert group["lr"] == pytest.approx(1e-3)

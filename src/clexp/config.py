@@ -8,9 +8,10 @@ relations between values (a class in two tasks, an unknown experiment in the sel
 An experiment may name another as its `base`: it then starts from that experiment's entry (and
 its base's, recursively) and overrides some keys. Method options (`method`, `ewc_lambda`, ...,
 see `clexp.methods.registry`) enter the resolved settings only where they matter: the options
-of the experiment's method, and for OGD and `reset_optimizer` only when they differ from the
-behaviour that existed before these options. Settings that did not change therefore keep their
-config hash, and their checkpoints stay valid.
+of the experiment's method, and for OGD, `reset_optimizer`, LwF's `lwf_weighting` and the
+protocol settings `hidden` (the hidden widths) and `iterations` (optimizer steps per task) only
+when they differ from the behaviour that existed before these options. Settings that did not
+change therefore keep their config hash, and their checkpoints stay valid.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ DEFAULT_OPTIONS = {
 
 # Options that only change what the evaluation measures: editing them must not retrain.
 EVALUATION_KEYS = ("probe_unseen", "probe_all_classes", "tsne_h1")
+
+# Settings added after experiments existed, with the value that trains as before them: they
+# enter a run's resolved settings (and config hash) only when they differ from it.
+PROTOCOL_DEFAULTS = {"hidden": [120, 84], "iterations": None}
+# Method options added after experiments of their method existed (all of OGD's), which enter
+# the resolved settings only when they differ from their default.
+LATER_METHOD_OPTIONS = {"ogd": set(METHODS["ogd"].options), "lwf": {"lwf_weighting"}}
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -194,6 +202,8 @@ def _check_run(config: Mapping, name: str, run: Mapping, key: str) -> None:
                 "scenario: class.")
     if run["stop_at_train_acc"] is None and run["epochs"] < 1:
         raise ConfigError(f"{key}.epochs: must be at least 1.")
+    _check_protocol(run, set(experiment_entry(config, name)) | set(tune_grid(config, name)),
+                    key)
     _check_options_act(run, set(experiment_entry(config, name)) | set(tune_grid(config, name)),
                        key)
     per_class = (config.get("data_subset") or {}).get("train_images_per_class")
@@ -211,7 +221,8 @@ _DEPENDENT_OPTIONS = {
     "ewc_gamma": (lambda run: run.get("ewc_online", True), 1.0,
                   "decays online EWC's running Fisher and acts only with ewc_online: true"),
     "momentum": (lambda run: run["optimizer"] == "sgd", 0.0,
-                 "acts only with optimizer: sgd (AdamW has its own moment estimates)"),
+                 "acts only with optimizer: sgd (Adam and AdamW have their own moment "
+                 "estimates)"),
     "max_epochs": (lambda run: run["stop_at_train_acc"] is not None, None,
                    "acts only with stop_at_train_acc (without it every task trains `epochs`)"),
     "epochs": (lambda run: run["stop_at_train_acc"] is None, None,
@@ -246,7 +257,7 @@ def _check_options_act(run: Mapping, given: set, key: str) -> None:
                           "this experiment trains one task (joint: true or a single task); "
                           "remove it.")
     strength = _METHOD_STRENGTHS.get(method)
-    if strength is not None and run[strength] == 0:
+    if strength is not None and run.get(strength) == 0:
         raise ConfigError(f"{key}.{strength}: 0{where(strength)} turns {method} off (it trains "
                           f"as method: naive); give a strength > 0, or use method: naive.")
     if method == "agem" and run["agem_sample_size"] > run["buffer_size"]:
@@ -266,6 +277,39 @@ def _check_options_act(run: Mapping, given: set, key: str) -> None:
             raise ConfigError(
                 f"{key}.probe_unseen: {probed} names one class; a probe separates at least two "
                 "classes, so it would be null at every checkpoint; list two or more, or none.")
+
+
+def _check_protocol(run: Mapping, given: set, key: str) -> None:
+    """The checks of the protocol settings `iterations`, `optimizer: adam` and
+    `lwf_weighting: paper`: ConfigError for a combination that means nothing, naming the key
+    and the fix. `given`: the keys the experiment (with its bases) sets."""
+    def where(option):
+        return "" if option in given else " (set in defaults)"
+
+    if run.get("iterations") is not None:
+        if run["stop_at_train_acc"] is not None:
+            raise ConfigError(
+                f"{key}.stop_at_train_acc: {run['stop_at_train_acc']!r}"
+                f"{where('stop_at_train_acc')} stops a task after an epoch, and iterations "
+                f"({run['iterations']}) trains a fixed number of optimizer steps per task: two "
+                "budgets for one task; remove one of them.")
+        if "epochs" in given:
+            raise ConfigError(
+                f"{key}.epochs: {run['epochs']!r} is not used with iterations "
+                f"({run['iterations']} optimizer steps per task, however many passes through "
+                "the task's data they take); remove it, or remove iterations.")
+    if run["optimizer"] == "adam" and run["weight_decay"] != 0:
+        raise ConfigError(
+            f"{key}.weight_decay: {run['weight_decay']!r}{where('weight_decay')} with "
+            "optimizer: adam would be torch's Adam weight decay, an L2 penalty added to the "
+            "gradient (and rescaled by Adam's per-parameter step), not the decoupled decay "
+            "weight_decay means with adamw; set weight_decay: 0 in the experiment, or use "
+            "optimizer: adamw.")
+    if run.get("lwf_weighting") == "paper" and "lwf_alpha" in given:
+        raise ConfigError(
+            f"{key}.lwf_alpha: lwf_weighting: paper weights the terms itself (cross-entropy "
+            "x 1/t, distillation x (1 - 1/t) T^2, t the tasks so far), so lwf_alpha is not "
+            "used; remove it, or use lwf_weighting: study.")
 
 
 def resolve_experiment(config: Mapping, name: str, point: tuple | None = None) -> dict:
@@ -292,6 +336,9 @@ def resolve_experiment(config: Mapping, name: str, point: tuple | None = None) -
         # Placeholders, filled at job time (clexp.tuning.with_selection), or a grid point's values.
         run.update(point[1] if point else dict.fromkeys(grid))
     _resolve_method(run, given, f"experiments.{name}")
+    for option, unchanged in PROTOCOL_DEFAULTS.items():
+        if option in run and (run[option] == unchanged or run[option] is None):
+            del run[option]
     tasks = run.get("tasks") or config["tasks"]
     # class-IL (the default) adds no key: the settings, and hashes, of before scenarios
     scenario = run.pop("scenario", "class")
@@ -359,10 +406,13 @@ def _resolve_method(run: dict, given: set, key: str) -> None:
             raise ConfigError(f"{key}.{option}: an option of method {' / '.join(owners)}, but "
                               f"this experiment's method is {chosen}; remove it or set "
                               f"method: {owners[0]}.")
+    later = LATER_METHOD_OPTIONS.get(chosen, set())
     for option, default in METHODS[chosen].options.items():
         value = values.get(option, default)
-        if chosen != "ogd" or value != default:
+        if option not in later or value != default:
             run[option] = value
+    if run.get("lwf_weighting") == "paper":
+        del run["lwf_alpha"]  # the paper's weighting replaces it (`_check_protocol`)
     if chosen not in ("naive", "ogd"):
         run["method"] = chosen
     if not run.get("reset_optimizer", False):

@@ -22,12 +22,21 @@ PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False, "me
 
 
 def _variant(settings: dict) -> bool:
-    """A continual-learning method other than OGD, an OGD/optimizer variant, or a scenario
-    other than class-incremental: such runs form their own comparisons and stay out of the
-    intervention sweeps."""
+    """A continual-learning method other than OGD, an OGD/optimizer variant, a scenario
+    other than class-incremental, or another protocol (other hidden widths, an iteration
+    budget, Adam): such runs form their own comparisons and stay out of the intervention
+    sweeps."""
     return bool(settings.get("method") or settings.get("reset_optimizer")
                 or settings.get("ogd_project", "gradient") != "gradient"
-                or settings.get("scenario", "class") != "class")
+                or settings.get("scenario", "class") != "class"
+                or _other_protocol(settings))
+
+
+def _other_protocol(settings: dict) -> bool:
+    """Trained at a protocol other than the study's: other hidden widths, an iteration budget
+    per task or the Adam optimizer (settings absent from the study's runs)."""
+    return bool(settings.get("hidden") or settings.get("iterations") is not None
+                or settings.get("optimizer") == "adam")
 
 
 def _matches(settings: dict, **wanted) -> bool:
@@ -160,6 +169,20 @@ METHOD_ROWS = {
 }
 
 
+def method_key(settings: dict) -> str | None:
+    """The reference method a run's settings train, as a key of METHOD_ROWS (`none`, `joint`,
+    `ewc`, `online_ewc`, `si`, `lwf`, `er`, `agem`), or None: another method (OGD), or a
+    method on top of joint training. Says nothing of the protocol."""
+    method = settings.get("method") or ("joint" if settings.get("joint") else "none")
+    if settings.get("ogd"):
+        return None
+    if method == "ewc" and settings.get("ewc_online"):
+        method = "online_ewc"
+    if method not in METHOD_ROWS or (settings.get("joint") and method != "joint"):
+        return None
+    return method
+
+
 def scenario_row(settings: dict) -> tuple[str, str] | None:
     """(method key, variant) of a run for the scenario table, or None when the run is not
     a reference method trained at the study's protocol (plain network: no normalisation,
@@ -168,12 +191,10 @@ def scenario_row(settings: dict) -> tuple[str, str] | None:
     default or the config's value), or empty for methods without a strength."""
     if not (_matches(settings, norm="none", dropout=0.0, l1_activation=0.0, ogd=False,
                      optimizer="adamw") and settings.get("stop_at_train_acc") is None
-            and not settings.get("reset_optimizer")):
+            and not settings.get("reset_optimizer") and not _other_protocol(settings)):
         return None
-    method = settings.get("method") or ("joint" if settings.get("joint") else "none")
-    if method == "ewc" and settings.get("ewc_online"):
-        method = "online_ewc"
-    if method not in METHOD_ROWS or (settings.get("joint") and method != "joint"):
+    method = method_key(settings)
+    if method is None:
         return None
     if method in ("ewc", "online_ewc", "si", "lwf"):
         return method, "tuned" if settings.get("tuned") else "default"

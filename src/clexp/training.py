@@ -64,18 +64,24 @@ def task_learning_rate(run: dict, task: int) -> float:
 
 
 def build_optimizer(model: nn.Module, run: dict, task: int) -> torch.optim.Optimizer:
-    """AdamW (decoupled weight decay) or SGD, at the task's learning rate."""
+    """AdamW (decoupled weight decay), Adam (no weight decay: `clexp.config` rejects any, as
+    torch's Adam would add it to the gradient as an L2 penalty) or SGD, at the task's learning
+    rate."""
     lr = task_learning_rate(run, task)
-    # AdamW: PyTorch's fused kernel (CPU and CUDA), the same update in one pass over the
-    # parameters (a fifth of a CPU training step less than the multi-tensor version; rounding
-    # differs in the last bit). SGD: the multi-tensor version, the same additions in fewer calls.
+    # AdamW and Adam: PyTorch's fused kernel (CPU and CUDA), the same update in one pass over
+    # the parameters (a fifth of a CPU training step less than the multi-tensor version;
+    # rounding differs in the last bit). SGD: the multi-tensor version, the same additions in
+    # fewer calls.
     if run["optimizer"] == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=run["weight_decay"],
                                  fused=True)
+    if run["optimizer"] == "adam":
+        # betas (0.9, 0.999), torch's default, as van de Ven & Tolias' main.py sets them
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     if run["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=run["momentum"],
                                weight_decay=run["weight_decay"], foreach=True)
-    raise ValueError(f"optimizer must be adamw or sgd, got {run['optimizer']!r}")
+    raise ValueError(f"optimizer must be adamw, adam or sgd, got {run['optimizer']!r}")
 
 
 def training_loss_terms(logits, h1, h2, labels, l1_activation: float,
@@ -259,12 +265,17 @@ def train_task(
     """Train one task; return `log` (a row per epoch), `epochs_run` and `stopped_early`.
 
     A log row holds the columns of `LOG_COLUMNS`: the epoch's mean training loss split into
-    `train_ce` (cross-entropy) and `train_penalty` (the L1 activation penalty plus the method's
-    term: EWC, SI, LwF), with `train_loss` the loss minimised (their sum), and `val_loss`
+    `train_ce` (cross-entropy, times the method's `cross_entropy_weight`: 1 but for LwF's
+    paper weighting) and `train_penalty` (the L1 activation penalty plus the method's term:
+    EWC, SI, LwF), with `train_loss` the loss minimised (their sum), and `val_loss`
     (cross-entropy) and `val_acc` on `eval_images`.
 
     Runs `epochs` epochs, or with `stop_at_train_acc` up to `max_epochs` epochs, stopping after
-    the first epoch whose training accuracy reaches the threshold. `method` (default: naive)
+    the first epoch whose training accuracy reaches the threshold, or with `iterations`
+    exactly that many optimizer steps: epochs (passes through the task's data, reshuffled
+    each time) until the budget is spent, the last one stopping where it ends; every pass,
+    the last partial one too, is an epoch of the log, the forgetting curve and the previous
+    task's watch, and counts in `epochs_run`. `method` (default: naive)
     hooks in at its points (see `clexp.methods.base`): the batch, an extra loss term, the
     gradient before the step, the step after it; its `start_task` is called with `context`
     first (the caller consolidates with `end_task` afterwards). The logged losses are those
@@ -288,7 +299,13 @@ def train_task(
         )
     method.start_task(context)
     threshold = run["stop_at_train_acc"]
+    budget = run.get("iterations")
     max_epochs = run["max_epochs"] if threshold is not None else run["epochs"]
+    if budget is not None:
+        # every pass takes at least one step (a task has two images or more), so at most
+        # `budget` passes
+        max_epochs = budget
+    weight = method.cross_entropy_weight()
     batch_size = run["batch_size"]
     count = len(labels)
     log, stopped_early, step = [], False, 0
@@ -312,6 +329,8 @@ def train_task(
             logits, (h1, h2) = model(x)
             cross_entropy, penalty = training_loss_terms(logits, h1, h2, y, run["l1_activation"],
                                                          scenario)
+            if weight != 1.0:
+                cross_entropy = weight * cross_entropy
             extra = method.penalty(model, x, y, logits)
             if extra is not None:
                 penalty = extra if penalty is None else penalty + extra
@@ -342,6 +361,8 @@ def train_task(
                 penalty_sum += penalty.detach() * own
             correct += scenario.correct(logits.detach()[:own], y[:own]).sum()
             seen += own
+            if budget is not None and step == budget:
+                break  # the budget ends inside this pass
         train_acc = correct.item() / seen
         val_loss, val_acc = (float("nan"), float("nan"))
         if eval_images is not None:
@@ -366,6 +387,8 @@ def train_task(
         })
         if threshold is not None and train_acc >= threshold:
             stopped_early = epoch < max_epochs
+            break
+        if budget is not None and step == budget:
             break
     return {"log": log, "epochs_run": len(log), "stopped_early": stopped_early}
 

@@ -5,7 +5,8 @@ The training loop (`clexp.training.train_task`) calls, for every task:
     method.start_task(context)                  # before the task's first batch
     for every batch (x, y):
         x, y = method.batch(x, y)               # replay adds stored samples
-        loss = task loss + method.penalty(model, x, y, logits)   # EWC, SI, LwF
+        loss = method.cross_entropy_weight() * task loss         # 1 but for LwF's paper
+               + method.penalty(model, x, y, logits)             # EWC, SI, LwF
         loss.backward()
         method.before_step()                    # transform the gradient (OGD, A-GEM)
         optimizer.step()
@@ -179,6 +180,11 @@ class Method:
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch to train on; the task's own samples stay first."""
         return x, y
+
+    def cross_entropy_weight(self) -> float:
+        """The weight of the task loss (the cross-entropy) in this task's loss, read once
+        after `start_task`; 1 leaves it as it is."""
+        return 1.0
 
     def penalty(self, model: nn.Module, x, y, logits) -> torch.Tensor | None:
         """An extra loss term (None: no term)."""

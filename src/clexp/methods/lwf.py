@@ -10,6 +10,19 @@ dropout, BatchNorm with running statistics). The KL divergence is the paper's mo
 cross-entropy minus the targets' entropy, which does not depend on the model: the same
 gradient, and zero when the model equals its snapshot. Defaults T = 2 and alpha (the paper's
 lambda_o) = 1, as in the paper.
+
+`lwf_weighting: paper` weights the two terms as van de Ven & Tolias' code does for split
+MNIST ("Three scenarios for continual learning", 2019): while task t trains,
+loss = CE / t + (1 - 1/t) * T^2 * distillation, with no alpha. From GMvandeVen/
+continual-learning at commit 10811aa0a8801710d9b53bc7867b1d51fc1bdd70: train.py calls
+`train_a_batch(..., rnt=1./task)` with the current batch replayed ("current" replay with soft
+targets is their LwF), encoder.py's `train_a_batch` takes `rnt*loss_cur + (1-rnt)*loss_replay`
+(the replay term averaged over the previous tasks in task-IL), and utils.py's `loss_fn_kd`
+(commit 26f00dbdf0896e07c4d94b9254def750738f4f9a) multiplies the distillation by T**2. Their
+distillation is a cross-entropy against the soft targets, ours the KL divergence: the same
+gradient. Where theirs differs and this option does not follow: in class-IL their softmax (of
+the cross-entropy and of the distillation, whose targets they pad with zeros) runs over the
+classes seen so far, ours over all ten outputs and over the old classes respectively.
 """
 
 from __future__ import annotations
@@ -45,6 +58,13 @@ def distilled_outputs(scenario: Scenario, context: TaskContext) -> list[list[int
     return [context.old_classes()]
 
 
+def paper_weights(task: int, temperature: float) -> tuple[float, float]:
+    """(weight of the cross-entropy, weight of the distillation) while task `task` (1-based)
+    trains, as van de Ven & Tolias weight them: 1/t and (1 - 1/t) T^2."""
+    share = 1.0 / task
+    return share, (1.0 - share) * temperature**2
+
+
 class LwF(Method):
     """Distillation on the previous model's old-class outputs."""
 
@@ -52,13 +72,21 @@ class LwF(Method):
 
     def __init__(self, run, model, seed):
         super().__init__(run, model, seed)
-        self.alpha = float(self.option("lwf_alpha"))
+        self.paper = self.option("lwf_weighting") == "paper"
+        # paper: no alpha (clexp.config drops it); the weights follow the task (start_task)
+        self.alpha = 1.0 if self.paper else float(self.option("lwf_alpha"))
         self.temperature = float(self.option("lwf_temperature"))
         self.previous: nn.Module | None = None
         self.groups: list[list[int]] = []
+        self.weight = 1.0  # of the cross-entropy
 
     def start_task(self, context: TaskContext) -> None:
         self.groups = distilled_outputs(self.scenario, context)
+        if self.paper:
+            self.weight, self.alpha = paper_weights(context.task, self.temperature)
+
+    def cross_entropy_weight(self) -> float:
+        return self.weight
 
     def penalty(self, model, x, y, logits):
         if self.previous is None or not self.groups:
