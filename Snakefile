@@ -1,11 +1,15 @@
 # clexp: catastrophic forgetting of a small MLP on Split-MNIST.
 #   snakemake --cores 4 results/report.html
+import os
+
 from snakemake.utils import min_version
 
 min_version("8.20")
 
 
-configfile: "config.yaml"
+# Beside this file, also when a profile runs the workflow in another directory (`directory:`,
+# e.g. profiles/vdv2019): the outputs go there, the study's config stays the one here.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

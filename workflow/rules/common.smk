@@ -37,6 +37,16 @@ from clexp.tuning import SELECTION_FILE, expand_grid, grid_points, tuning_settin
 try:
     check_config_files(workflow.configfiles)
     apply_data_root_variable(config, workflow.config_settings.overwrite_config)
+    # A relative data_root names a folder of the project (beside config.yaml), also when a
+    # profile runs the workflow in another directory (its `directory:`).
+    root = config.get("data_root")
+    if (
+        isinstance(root, str)
+        and root
+        and not os.path.isabs(os.path.expanduser(root))
+        and Path.cwd().resolve() != Path(workflow.basedir).resolve()
+    ):
+        config["data_root"] = os.path.join(os.path.relpath(workflow.basedir), root)
     # --config download=false arrives as the string 'false': give it the schema's type.
     normalize_config(config)
     # clexp's check first: it names every bad key path and the allowed values.
@@ -118,6 +128,14 @@ STUDY_FIGURES = {
     name: f"results/study/{name}.png"
     for name in ("l1_sweep", "weight_decay_sweep", "eval_loss_comparison")
 }
+# The run's ACC beside a paper's published numbers, when the config names them
+# (`published_results`, relative to the project folder: clexp.published).
+PUBLISHED_TABLE = "results/study/published.csv"
+PUBLISHED_SOURCE = (
+    os.path.relpath(os.path.join(workflow.basedir, config["published_results"]))
+    if config.get("published_results")
+    else None
+)
 CHECKPOINT_TABLE = "results/study/checkpoints.csv"
 UNTRAINED_TABLE = "results/study/untrained.csv"
 FINDINGS = "results/study/findings.csv"
@@ -214,6 +232,8 @@ CODE = {
         str(SOURCE_DIR / "clexp" / m)
         for m in _CORE + ["figures.py", "summary.py", "metrics.py", "study.py", "comparisons.py"]
     ],
+    # the run beside a paper's numbers: its own kind, so that the figures do not depend on it
+    "published": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["study.py", "published.py"]],
     # the claims and their statistics: editing a claim reruns only the findings and the report
     "findings": [str(SOURCE_DIR / "clexp" / m) for m in _CORE + ["findings.py"]],
     "report": [
@@ -231,6 +251,8 @@ CODE = {
             "tuning.py",
             "templates/parts.html.j2",
             "templates/scenarios.html.j2",
+            "templates/published.html.j2",
+            "published.py",
         ]
     ],
 }
@@ -443,6 +465,7 @@ def run_params(wildcards):
 UNTRAINED_KEYS = (
     "name",
     "tasks",
+    "hidden",
     "norm",
     "dropout",
     "probe_unseen",
