@@ -593,6 +593,27 @@ def scenario_table_html(files: StudyFiles) -> str:
                 batch_size=defaults.get("batch_size", 64)))
 
 
+def published_html(files: StudyFiles) -> str:
+    """The run's ACC beside the published numbers (`clexp.published`, the table the
+    `published_table` rule writes; templates/published.html.j2); empty when the run names no
+    published table."""
+    from clexp.published import SCENARIOS, comparison_rows
+
+    path = files.paths.get("published")
+    if not path:
+        return ""
+    table = pd.read_csv(path, keep_default_na=False,
+                        na_values={c: [""] for c in ("measured_mean", "measured_sd",
+                                                     "published_mean", "published_sd",
+                                                     "difference")})
+    titles = {"class": "Class-IL", "task": "Task-IL", "domain": "Domain-IL"}
+    sources = list(dict.fromkeys(s for s in table["source"] if s))
+    return _templates().get_template("published.html.j2").render(
+        rows=comparison_rows(table), columns={s: titles[s] for s in SCENARIOS},
+        table_path=path, published_path=files.paths.get("published_source", ""),
+        sources=sources)
+
+
 def comparisons_html(files: StudyFiles, section: str, encoder: ImageEncoder) -> str:
     """The figures that open a section: its experiments against seq, one quantity each."""
     experiments = files.comparisons.get(section)
@@ -687,6 +708,9 @@ def build_report(files: StudyFiles, max_bytes: int = MAX_REPORT_BYTES, threads: 
             "<p>Every experiment's settings that differ from <code>defaults</code> (blank: the "
             "default, first row). Each section repeats its own rows.</p>"
             + table_html(protocol))))
+    against_paper = published_html(files)
+    if against_paper:  # what a run against a paper is for: first
+        sections.insert(0, ("Against the published numbers", against_paper))
     summary_html = (
         "<p>Mean ± standard deviation over seeds. ACC: mean accuracy over tasks after the "
         "last task; BWT: backward transfer; FWT: forward transfer against an untrained "

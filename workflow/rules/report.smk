@@ -19,6 +19,27 @@ rule summarize:
         "../scripts/summarize.py"
 
 
+rule published_table:
+    input:
+        summary=SUMMARY,
+        published=PUBLISHED_SOURCE or [],
+        code=CODE["published"],
+    output:
+        PUBLISHED_TABLE,
+    log:
+        f"{LOG_DIR}/published_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+    params:
+        settings=all_experiment_settings(),
+    script:
+        "../scripts/published_table.py"
+
+
 rule report:
     input:
         summary=SUMMARY,
@@ -32,6 +53,7 @@ rule report:
         checkpoint_table=CHECKPOINT_TABLE,
         untrained=UNTRAINED_TABLE,
         findings=FINDINGS,
+        published=[PUBLISHED_TABLE] if PUBLISHED_SOURCE else [],
         comparisons=[path for _, _, path in comparison_figures()],
         tuning=tuned_experiments(SELECTION) + tuned_experiments(SWEEP_FIGURE),
         checkpoints=[all_checkpoint_files(p, ANALYSIS_SEEDS) for p in CHECKPOINT_FIGURES.values()],
@@ -69,6 +91,11 @@ rule report:
             "findings": FINDINGS,
             "comparison_figure": COMPARISON_FIGURE,
             "report": REPORT,
+            **(
+                {"published": PUBLISHED_TABLE, "published_source": PUBLISHED_SOURCE}
+                if PUBLISHED_SOURCE
+                else {}
+            ),
             "checkpoint_figures": CHECKPOINT_FIGURES,
             "study_tables": STUDY_TABLES,
             "study_figures": STUDY_FIGURES,
