@@ -85,6 +85,28 @@ def test_task_two_resumed_from_a_checkpoint_equals_an_uninterrupted_run(method, 
         assert not tensors_equal(resumed["method_state"], fresh)
 
 
+@pytest.mark.parametrize("method", ["lwf", "si"])
+def test_the_papers_protocol_resumes_exactly_and_steps_its_budget(method, data_path, tmp_path):
+    """Other widths, Adam, an iteration budget (10 steps of batch 16 on a task's 120 images:
+    a pass of 8 and a partial one) and LwF's paper weighting: a resumed task 2 equals an
+    uninterrupted run, and Adam's step count is the budget per task."""
+    extra = {"lwf_weighting": "paper"} if method == "lwf" else {}
+    run = settings_for(method, hidden=[40, 30], optimizer="adam", weight_decay=0.0,
+                       iterations=10, **extra)
+    run_training_task(run, 0, 1, data_path, tmp_path / "t1.pt", device="cpu")
+    run_training_task(run, 0, 2, data_path, tmp_path / "t2.pt",
+                      previous_checkpoint=tmp_path / "t1.pt", device="cpu")
+    resumed = load_checkpoint(tmp_path / "t2.pt")
+    data = load_dataset(data_path)
+    state = new_run(run, 0, data, resolve_device("cpu"))
+    for task in (1, 2):
+        train_run_task(state, run, task, data, resolve_device("cpu"))
+    assert tensors_equal(resumed["model"], state.model.state_dict())
+    assert resumed["model"]["fc2.weight"].shape == (30, 40)
+    assert float(resumed["optimizer"]["state"][0]["step"]) == 20  # 10 steps per task
+    assert resumed["epochs_run"] == 2  # 120 images at batch 16: 8 steps a pass
+
+
 def test_reset_optimizer_starts_every_task_with_a_fresh_state(data_path, tmp_path):
     steps = {}
     for reset in (False, True):
