@@ -9,8 +9,9 @@ An experiment may name another as its `base`: it then starts from that experimen
 its base's, recursively) and overrides some keys. Method options (`method`, `ewc_lambda`, ...,
 see `clexp.methods.registry`) enter the resolved settings only where they matter: the options
 of the experiment's method, and for OGD and `reset_optimizer` only when they differ from the
-behaviour that existed before these options. Settings that did not change therefore keep their
-config hash, and their checkpoints stay valid.
+behaviour that existed before these options (`ogd_memory` only with `ogd_directions: gtl`,
+where it is always given). Settings that did not change therefore keep their config hash, and
+their checkpoints stay valid.
 """
 
 from __future__ import annotations
@@ -221,6 +222,10 @@ _DEPENDENT_OPTIONS = {
                                    "one task"),
     "reset_optimizer": (lambda run: len(run["tasks"]) > 1, False,
                         "acts from the second task on, and this experiment trains one task"),
+    "ogd_memory": (lambda run: run.get("ogd_directions") == "gtl", None,
+                   "is the number of images per task whose gradients OGD-GTL stores, and acts "
+                   "only with ogd_directions: gtl (the notebook's variant stores one mean "
+                   "gradient per task)"),
 }
 # A method's strength at which it adds nothing to plain training.
 _METHOD_STRENGTHS = {"ewc": "ewc_lambda", "si": "si_c", "lwf": "lwf_alpha"}
@@ -363,6 +368,14 @@ def _resolve_method(run: dict, given: set, key: str) -> None:
         value = values.get(option, default)
         if chosen != "ogd" or value != default:
             run[option] = value
+    if chosen == "ogd":
+        # OGD-GTL's memory is part of its settings, also at the default; the notebook's
+        # variant has none (its settings and hash stay those of before), unless the
+        # experiment sets one: then the check of options that cannot act names it.
+        gtl = run.get("ogd_directions") == "gtl"
+        run.pop("ogd_memory", None)
+        if gtl or "ogd_memory" in given:
+            run["ogd_memory"] = values.get("ogd_memory", METHODS["ogd"].options["ogd_memory"])
     if chosen not in ("naive", "ogd"):
         run["method"] = chosen
     if not run.get("reset_optimizer", False):
