@@ -331,3 +331,38 @@ def test_the_schema_checks_the_ogd_options(key, value, message):
     config["experiments"]["bad"] = {"ogd": True, key: value}
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+# ---- where the GTL runs are compared and reported ----
+
+
+def test_gtl_runs_get_their_own_comparison_and_stay_out_of_the_notebooks_sweeps():
+    from clexp.comparisons import comparison_groups
+    from clexp.study import eval_loss_groups
+
+    groups = comparison_groups(["seq", "seq_bn", "ogd_adam", "ogd_gtl_adam", "task_seq",
+                                "task_ogd_gtl"])
+    assert groups["ogd_gtl"] == ["seq", "seq_bn", "ogd_adam", "ogd_gtl_adam"]
+    assert groups["scenario_task"] == ["task_seq", "task_ogd_gtl"]
+    assert "ogd_gtl" not in comparison_groups(["seq", "seq_bn", "ogd_adam"])
+    config = study_with()
+    settings = {name: resolve_experiment(config, name) for name in config["experiments"]}
+    groups = eval_loss_groups(settings)
+    assert groups["ogd_adam_bn"] == "OGD + BN"
+    assert "ogd_gtl_adam_bn" not in groups and "ogd_gtl_sgd_bn" not in groups
+
+
+def test_the_report_gives_what_the_gtl_basis_cost_per_task():
+    import pandas as pd
+
+    from clexp.report import ogd_basis_cost_html
+
+    size = 105_214
+    checkpoints = pd.DataFrame({
+        "experiment": ["ogd_gtl_sgd"] * 3 + ["seq"], "seed": 0, "task": [1, 2, 3, 1],
+        "ogd_projection_rows": [0, 200, 400, None],
+        "ogd_basis_bytes": [0, 200 * size * 8, 400 * size * 8, None]})
+    page = ogd_basis_cost_html(checkpoints, ["ogd_gtl_sgd"])
+    assert "336.7" in page and "673.4" not in page  # 400 rows x 105,214 x 8 bytes, in MB
+    assert f"{2 * 400 * size:,}" in page
+    assert ogd_basis_cost_html(checkpoints, ["seq"]) == ""
