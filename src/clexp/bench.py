@@ -298,7 +298,7 @@ def bench_ogd_step(memory: int, tasks_before: int = 4, steps: int = 20, repeats:
         size = parameter_count(model)
         method = build_method(run, model, seed)
         basis = torch.randn(rows, size, generator=generator, dtype=torch.float64)
-        method.basis = basis / basis.norm(dim=1, keepdim=True)
+        method.basis = basis.div_(basis.norm(dim=1, keepdim=True))  # in place: one copy
         optimizer = build_optimizer(model, run, tasks_before + 1)
         method.start_task(context)
         times = []
