@@ -146,3 +146,17 @@ def test_report_benchmark_counts_the_page_and_times_its_load(tmp_path):
     assert result["bytes"] == page.stat().st_size
     assert result["images"] == result["png_images"] == 1
     assert result["load_event_s"] is not None and result["load_event_s"] > 0
+
+
+def test_ogd_step_benchmark_times_both_bases_and_counts_their_cost(capsys):
+    from clexp.bench import bench_ogd_step, print_ogd_step
+
+    result = bench_ogd_step(memory=3, steps=2, repeats=1)
+    assert result["mean_loss_rows"] == 4 and result["gtl_rows"] == 12
+    size = result["parameters"]
+    assert result["gtl_basis_bytes"] == 12 * size * 8
+    assert result["mean_loss_macs_per_step"] == 2 * 4 * size
+    assert result["mean_loss_step_s"] > 0 and result["gtl_step_s"] > 0
+    print_ogd_step(result)
+    printed = capsys.readouterr().out
+    assert "OGD-GTL basis" in printed and "12 rows" in printed

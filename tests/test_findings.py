@@ -398,3 +398,34 @@ def test_comparison_figures_draw_the_untrained_control(tmp_path, study):
                            {"probe": str(tmp_path / "p.png")})
     assert set(without["probe"]["experiment"]) == {"seq", "seq_bn"}
     assert imread(paths["probe"]).shape[0] > 200
+
+
+def test_the_gtl_claims_mirror_the_notebooks_ogd_claims():
+    """Each OGD-GTL claim compares the same quantities with the same margins as its notebook
+    claim, with OGD-GTL's runs in place of the notebook's mean-loss OGD runs."""
+    import dataclasses
+
+    def gtl(name):
+        return name.replace("ogd_", "ogd_gtl_", 1) if name.startswith("ogd_") else name
+
+    def mapped(part):
+        swap = {}
+        for side in ("a", "b"):
+            value = getattr(part, side)
+            if isinstance(value, findings.Quantity):
+                swap[side] = dataclasses.replace(value, experiment=gtl(value.experiment))
+        return dataclasses.replace(part, **swap)
+
+    claims = {claim.key: claim for claim in findings.CLAIMS}
+    mirrored = ["sparsity_low", "sparsity_falls", "improves_probe", "bn_retains_ogd_adam_bn",
+                "bn_retains_ogd_sgd_bn", "adam_fewer_epochs", "no_plateau"]
+    for key in mirrored:
+        notebook = claims[f"ogd_{key}"]
+        published = claims[f"gtl_{key.replace('_ogd_', '_ogd_gtl_')}"]
+        assert published.section == "OGD-GTL"
+        assert published.text.startswith("Does the notebook's observation hold for the "
+                                          "published method (OGD-GTL)?")
+        assert published.figure == notebook.figure.replace("ogd/", "ogd_gtl/")
+        assert published.parts() == [mapped(p) for p in notebook.parts()], key
+        assert all(e.startswith("ogd_gtl_") or not e.startswith("ogd")
+                   for e in published.experiments)

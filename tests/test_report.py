@@ -117,7 +117,7 @@ def test_snakemake_report_collects_every_annotated_figure(tiny_run, tmp_path):
 
 
 def test_the_page_stays_within_its_budget_as_the_study_grows(tiny_run, tmp_path):
-    """The default config with the methods, the scenarios and three seeds (60 experiments),
+    """The default config with the methods, the scenarios and three seeds (65 experiments),
     drawn from the tiny run's real figures: the page stays under 20 MB and
     embeds every figure it lists."""
     import shutil as files_shutil

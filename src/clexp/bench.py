@@ -2,7 +2,9 @@
 
 - `loop`: clexp's train loop (batches sliced from tensors held in memory) against the
   common reference loop (a DataLoader over a map-style dataset, batch 64), same model, data,
-  epochs and seed, side by side in one process; median of repeats and their ratio.
+  epochs and seed, side by side in one process; median of repeats and their ratio. Then the
+  cost of OGD's projection: one training step with the basis the notebook's mean-loss variant
+  holds before the last task (4 rows) beside OGD-GTL's (4 x `--ogd-memory` rows).
 - `report`: the size of `results/report.html` (or `--report`) and the time headless Chromium
   takes to load it (its load event: every image decoded), median of three.
 - `study`: the whole workflow from an empty results/ in a scratch copy of the project: wall
@@ -256,6 +258,85 @@ def bench_loop(data_path: Path, repeats: int, epochs: int, data_root: Path | Non
     return result
 
 
+# ---- OGD's projection ----
+
+
+def bench_ogd_step(memory: int, tasks_before: int = 4, steps: int = 20, repeats: int = 3,
+                   batch_size: int = 64, seed: int = 0) -> dict:
+    """Seconds per training step of OGD (forward, backward, the gradient projected off the
+    basis, the optimizer step, the update's alignment measured: the training loop's hooks)
+    with the basis held while the last of five tasks trains: `tasks_before` rows for the
+    notebook's mean-loss variant, `tasks_before * memory` for OGD-GTL. Median over `repeats`
+    of the mean over `steps` steps (after two warm-up steps); also the basis' bytes and the
+    projection's multiply-adds per step (2 k P).
+
+    The basis rows are random unit vectors: the projection's cost does not depend on their
+    values, and Gram-Schmidt of hundreds of rows would time the consolidation instead.
+    """
+    import numpy as np
+    import torch
+
+    from clexp.config import DEFAULT_OPTIONS
+    from clexp.methods.base import TaskContext
+    from clexp.methods.registry import build_method
+    from clexp.model import MLP
+    from clexp.ogd import parameter_count
+    from clexp.training import build_optimizer
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size * steps, 784, generator=generator)
+    labels = torch.randint(0, 10, (batch_size * steps,), generator=generator)
+    tasks = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 0]]
+    run = dict(DEFAULT_OPTIONS, ogd=True, tasks=tasks)
+    context = TaskContext(task=tasks_before + 1, tasks=tasks, images=images, labels=labels,
+                          indices=np.arange(len(labels)), train_images=np.zeros((0, 784)),
+                          train_labels=labels.numpy(), batch_size=batch_size)
+    result: dict = {"ogd_memory": memory}
+    for variant, rows in (("mean_loss", tasks_before), ("gtl", tasks_before * memory)):
+        torch.manual_seed(seed)
+        model = MLP()
+        size = parameter_count(model)
+        method = build_method(run, model, seed)
+        basis = torch.randn(rows, size, generator=generator, dtype=torch.float64)
+        method.basis = basis.div_(basis.norm(dim=1, keepdim=True))  # in place: one copy
+        optimizer = build_optimizer(model, run, tasks_before + 1)
+        method.start_task(context)
+        times = []
+        for _ in range(repeats):
+            elapsed = 0.0
+            for step in range(-2, steps):
+                x = images[max(step, 0) * batch_size :][:batch_size]
+                y = labels[max(step, 0) * batch_size :][:batch_size]
+                start = time.perf_counter()
+                loss = method.scenario.loss(model(x)[0], y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                method.before_step()
+                optimizer.step()
+                method.after_step()
+                if step >= 0:
+                    elapsed += time.perf_counter() - start
+            times.append(elapsed / steps)
+        result[f"{variant}_rows"] = rows
+        result[f"{variant}_step_s"] = statistics.median(times)
+        result[f"{variant}_basis_bytes"] = rows * size * method.basis.element_size()
+        result[f"{variant}_macs_per_step"] = 2 * rows * size
+        del method, basis
+    result["parameters"] = size
+    result["ratio_gtl_vs_mean_loss"] = result["gtl_step_s"] / result["mean_loss_step_s"]
+    return result
+
+
+def print_ogd_step(result: dict) -> None:
+    """The two lines of `bench_ogd_step`: seconds per step, rows, basis size, multiply-adds."""
+    for variant, name in (("mean_loss", "notebook mean-loss basis"), ("gtl", "OGD-GTL basis")):
+        print(f"{'ogd step, ' + name:>34}: {result[f'{variant}_step_s'] * 1000:,.2f} ms "
+              f"({result[f'{variant}_rows']:,} rows x {result['parameters']:,} parameters, "
+              f"{result[f'{variant}_basis_bytes'] / 1e6:,.1f} MB float64, "
+              f"{result[f'{variant}_macs_per_step']:,} multiply-adds per projection)")
+    print(f"{'ratio_gtl_vs_mean_loss':>34}: {result['ratio_gtl_vs_mean_loss']:,.2f} x")
+
+
 # ---- whole study ----
 
 
@@ -425,6 +506,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="`loop`: repeats of each loop; the median is reported")
     parser.add_argument("--epochs", type=int, default=2, help="`loop`: epochs per repeat")
+    parser.add_argument("--ogd-memory", type=int, default=200,
+                        help="`loop`: OGD-GTL's images per task (ogd_memory); its basis has "
+                             "4 x this many rows before the last task")
     parser.add_argument("--edit-experiment", default="seq",
                         help="`study`: the experiment edited to time a partial rerun")
     parser.add_argument("--output", type=Path, default=REPO / "results/benchmarks/bench.json",
@@ -464,6 +548,8 @@ def main(argv=None) -> None:
         for key, value in report["loop"].items():
             shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
             print(f"{key:>34}: {shown} {loop_unit(key)}".rstrip())
+        report["ogd_step"] = bench_ogd_step(args.ogd_memory, repeats=args.repeats)
+        print_ogd_step(report["ogd_step"])
     if args.what in ("report", "all"):
         # `all` measures the report the study benchmark just built
         page = args.workdir / "results/report.html" if args.what == "all" else args.report

@@ -34,12 +34,17 @@ COMPARISON_GROUPS = {
         "ogd_adam_bn_dropout02", "ogd_sgd_bn_t095", "ogd_sgd_bn_t095_l1_5",
         "ogd_sgd_bn_t095_dropout02", "ogd_sgd_bn_t095_dropout02_l1_5",
     ],
+    # the published OGD-GTL beside the notebook's mean-loss OGD at the same four protocols
+    "ogd_gtl": [
+        "seq_bn", "ogd_sgd", "ogd_adam", "ogd_sgd_bn", "ogd_adam_bn",
+        "ogd_gtl_sgd", "ogd_gtl_adam", "ogd_gtl_sgd_bn", "ogd_gtl_adam_bn",
+    ],
     "baselines": ["ewc", "online_ewc", "si", "lwf", "er", "agem", "er_bn"],
     # the reference methods in each scenario, strengths chosen on the validation split
     "scenario_class": ["joint", "class_ewc", "class_online_ewc", "class_si", "class_lwf", "er",
                        "agem"],
     "scenario_task": ["task_joint", "task_ewc", "task_online_ewc", "task_si", "task_lwf",
-                      "task_er", "task_agem"],
+                      "task_er", "task_agem", "task_ogd_gtl"],
     "scenario_domain": ["domain_joint", "domain_ewc", "domain_online_ewc", "domain_si",
                         "domain_lwf", "domain_er", "domain_agem"],
 }
@@ -49,6 +54,7 @@ BASELINES = {BASELINE, *SECTION_BASELINES.values()}
 
 # Experiments a section shows only beside its own: the section is not drawn for them alone.
 COMPARATORS = {"sparsity": {"seq_bn"}, "ogd": {"seq_bn"},
+               "ogd_gtl": {"seq_bn", "ogd_sgd", "ogd_adam", "ogd_sgd_bn", "ogd_adam_bn"},
                "scenario_class": {"joint", "er", "agem"}}
 
 # The comparison figures of every section: name -> (checkpoint-table column, y label).
@@ -146,7 +152,9 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
     epoch), log_update_fc1..3 (log10 of the relative weight change of each layer over the
     task), acc_til (task-incremental accuracy on the seen tasks, where measured),
     ogd_update_alignment_mean / _max (OGD runs: |cos| of the applied updates with the span of
-    the basis over the task's steps; empty elsewhere and after task 1) and acc_task<j>, the
+    the basis over the task's steps; empty elsewhere and after task 1), ogd_projection_rows /
+    ogd_basis_bytes (OGD runs: the rows and the float64 bytes of the basis that constrained the
+    task) and acc_task<j>, the
     accuracy on task j's evaluation images (one column per task of the longest run).
     """
     records = []
@@ -188,6 +196,8 @@ def checkpoint_table(metrics: list[dict]) -> pd.DataFrame:
             "acc_til": _mean(list(til)[:task]) if til else float("nan"),
             "ogd_update_alignment_mean": m.get("ogd_update_alignment_mean"),
             "ogd_update_alignment_max": m.get("ogd_update_alignment_max"),
+            "ogd_projection_rows": m.get("ogd_projection_rows"),
+            "ogd_basis_bytes": m.get("ogd_basis_bytes"),
         }
         record.update({f"acc_task{j + 1}": value for j, value in enumerate(per_task)})
         records.append(record)

@@ -10,8 +10,9 @@ its base's, recursively) and overrides some keys. Method options (`method`, `ewc
 see `clexp.methods.registry`) enter the resolved settings only where they matter: the options
 of the experiment's method, and for OGD, `reset_optimizer`, LwF's `lwf_weighting` and the
 protocol settings `hidden` (the hidden widths) and `iterations` (optimizer steps per task) only
-when they differ from the behaviour that existed before these options. Settings that did not
-change therefore keep their config hash, and their checkpoints stay valid.
+when they differ from the behaviour that existed before these options (`ogd_memory` only with
+`ogd_directions: gtl`, where it is always given). Settings that did not change therefore keep
+their config hash, and their checkpoints stay valid.
 """
 
 from __future__ import annotations
@@ -232,6 +233,10 @@ _DEPENDENT_OPTIONS = {
                                    "one task"),
     "reset_optimizer": (lambda run: len(run["tasks"]) > 1, False,
                         "acts from the second task on, and this experiment trains one task"),
+    "ogd_memory": (lambda run: run.get("ogd_directions") == "gtl", None,
+                   "is the number of images per task whose gradients OGD-GTL stores, and acts "
+                   "only with ogd_directions: gtl (the notebook's variant stores one mean "
+                   "gradient per task)"),
 }
 # A method's strength at which it adds nothing to plain training.
 _METHOD_STRENGTHS = {"ewc": "ewc_lambda", "si": "si_c", "lwf": "lwf_alpha"}
@@ -413,6 +418,14 @@ def _resolve_method(run: dict, given: set, key: str) -> None:
             run[option] = value
     if run.get("lwf_weighting") == "paper":
         del run["lwf_alpha"]  # the paper's weighting replaces it (`_check_protocol`)
+    if chosen == "ogd":
+        # OGD-GTL's memory is part of its settings, also at the default; the notebook's
+        # variant has none (its settings and hash stay those of before), unless the
+        # experiment sets one: then the check of options that cannot act names it.
+        gtl = run.get("ogd_directions") == "gtl"
+        run.pop("ogd_memory", None)
+        if gtl or "ogd_memory" in given:
+            run["ogd_memory"] = values.get("ogd_memory", METHODS["ogd"].options["ogd_memory"])
     if chosen not in ("naive", "ogd"):
         run["method"] = chosen
     if not run.get("reset_optimizer", False):

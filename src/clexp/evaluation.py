@@ -22,14 +22,17 @@ are left), `probe_all_acc`, `probe_all_per_class_acc` (probe on all ten classes;
 asked), `epochs_run`, `stopped_early`, `ogd_basis_size`, `config_hash`, `method` (the
 continual-learning method's name) and what the method measured over the task: for OGD
 `ogd_update_alignment_mean`, `ogd_update_alignment_max` (|cos| of the applied update with the
-basis' span over the task's steps; null when the basis was empty) and
-`ogd_update_alignment_steps`, for A-GEM `agem_projected_steps`; `weight_stats`, `bias_stats`
-(per layer: mean, median, std of the effective bias: BatchNorm's shift beta for a hidden layer
-followed by BatchNorm, else the linear layer's bias; see `clexp.analysis.effective_biases`),
-`bias_source` (per layer: `batchnorm_shift` or `linear_bias`), `saliency_norm` (per seen
-class, on h2), and from the training loop (`clexp.training.PreviousTaskWatch`; tasks > 1):
-`previous_task_acc_before`, `previous_task_acc_by_batch` (batches -> accuracy),
-`previous_task_acc_by_epoch`, and `relative_weight_change` (per weight matrix over the task).
+basis' span over the task's steps; null when the basis was empty),
+`ogd_update_alignment_steps`, `ogd_projection_rows`, `ogd_basis_bytes` and
+`ogd_projection_macs_per_step` (the basis that constrained the task: its rows, its float64 bytes
+and the multiply-adds of one projection, 2 k P), for A-GEM `agem_projected_steps`;
+`weight_stats`, `bias_stats` (per layer: mean, median, std of the effective bias: BatchNorm's
+shift beta for a hidden layer followed by BatchNorm, else the linear layer's bias; see
+`clexp.analysis.effective_biases`), `bias_source` (per layer: `batchnorm_shift` or
+`linear_bias`), `saliency_norm` (per seen class, on h2), and from the training loop
+(`clexp.training.PreviousTaskWatch`; tasks > 1): `previous_task_acc_before`,
+`previous_task_acc_by_batch` (batches -> accuracy), `previous_task_acc_by_epoch`, and
+`relative_weight_change` (per weight matrix over the task).
 
 The untrained control (`evaluate_untrained`) writes the same schema with `task` 0 (nothing
 seen: `val_acc`, `val_loss` NaN, `probe_acc` null), `probe_all_acc` always, and

@@ -535,6 +535,49 @@ CLAIMS: list[Claim] = [
            Equivalent(Q("ogd_adam_bn_dropout02", "val_acc"), Q("ogd_adam_bn", "val_acc"),
                       0.05)),
           "ogd/accuracy", "does not help: within 0.05"),
+    # -- OGD-GTL: do the notebook's OGD observations hold for the published method? The same
+    # quantities and margins, OGD-GTL's runs (ogd_directions: gtl) in place of the notebook's
+    # mean-loss runs --
+    Claim("gtl_sparsity_low", "OGD-GTL",
+          "Does the notebook's observation hold for the published method (OGD-GTL)? OGD with "
+          "a small learning rate keeps sparsity low (ogd_gtl_adam vs seq)",
+          (Less(Q("ogd_gtl_adam", "population_sparsity"), Q("seq", "population_sparsity")),),
+          "ogd_gtl/sparsity", "low: below seq"),
+    Claim("gtl_sparsity_falls", "OGD-GTL",
+          "Does the notebook's observation hold for the published method (OGD-GTL)? With OGD "
+          "sparsity even falls from task 1 to the last (ogd_gtl_adam)",
+          (Less(Q("ogd_gtl_adam", "population_sparsity"),
+                Q("ogd_gtl_adam", "population_sparsity", "first")),),
+          "ogd_gtl/sparsity", "falls: below"),
+    Claim("gtl_improves_probe", "OGD-GTL",
+          "Does the notebook's observation hold for the published method (OGD-GTL)? OGD with "
+          "a small learning rate improves the probe (ogd_gtl_adam vs seq), above the untrained "
+          "network",
+          (Greater(Q("ogd_gtl_adam", "probe_acc"), Q("seq", "probe_acc")),
+           Greater(Q("ogd_gtl_adam", "probe_acc"), U("ogd_gtl_adam", "probe_acc"))),
+          "ogd_gtl/probe", "improves: above"),
+    *_each(["ogd_gtl_adam_bn", "ogd_gtl_sgd_bn"], lambda e: Claim(
+        f"gtl_bn_retains_{e}", "OGD-GTL",
+        "Does the notebook's observation hold for the published method (OGD-GTL)? OGD with "
+        f"BN retains some accuracy on old tasks ({e} vs seq_bn)",
+        (Greater(Q(e, "old_acc"), 0.05), Greater(Q(e, "old_acc"), Q("seq_bn", "old_acc"), 0.05)),
+        "ogd_gtl/old_tasks", "some: above 0.05, and 0.05 above seq_bn")),
+    Claim("gtl_adam_fewer_epochs", "OGD-GTL",
+          "Does the notebook's observation hold for the published method (OGD-GTL)? Adam "
+          "reaches the training-accuracy threshold in fewer epochs than SGD (ogd_gtl_adam vs "
+          "ogd_gtl_sgd, ogd_gtl_adam_bn vs ogd_gtl_sgd_bn; mean epochs per task)",
+          (Less(Q("ogd_gtl_adam", "epochs_run", "mean"), Q("ogd_gtl_sgd", "epochs_run", "mean"),
+                floor=0.1),
+           Less(Q("ogd_gtl_adam_bn", "epochs_run", "mean"),
+                Q("ogd_gtl_sgd_bn", "epochs_run", "mean"), floor=0.1)),
+          "ogd_gtl/accuracy", "fewer: below"),
+    Claim("gtl_no_plateau", "OGD-GTL",
+          "Does the notebook's observation hold for the published method (OGD-GTL)? With OGD "
+          "the previous task's accuracy keeps falling while a task trains: lower after the "
+          "last epoch than after the middle one (ogd_gtl_adam_bn, mean over tasks)",
+          (Less(Q("ogd_gtl_adam_bn", "previous_acc_end", "mean"),
+                Q("ogd_gtl_adam_bn", "previous_acc_mid", "mean")),),
+          "ogd_gtl/old_tasks", "keeps falling: below"),
     # -- gradient maps / updates --
     Claim("output_layer_updated_most", "Normalisation",
           "The output layer is updated most strongly: its weights change more over a task "

@@ -1,10 +1,18 @@
-"""Orthogonal Gradient Descent (Farajtabar et al., 2020), in the study's variant.
+"""Orthogonal Gradient Descent: the stored basis, the projection, and the directions it stores.
 
-After each task, one direction is stored: the average of the per-batch gradients of the plain
-cross-entropy loss over the task's training data, orthogonalised against the basis
-(Gram-Schmidt) and appended, normalised, if its norm exceeds eps. While training later tasks,
-every batch gradient (flattened over all parameters) is projected onto the orthogonal
-complement of the basis before the optimizer step.
+Two kinds of directions are stored after each task (`clexp.methods.ogd`, `ogd_directions`):
+
+- the notebook's mean-loss variant (`average_task_gradient`): ONE direction per task, the mean
+  of the per-batch gradients of the plain cross-entropy loss over the task's training data.
+  This is the study's own variant, not the paper's algorithm.
+- OGD-GTL, Farajtabar et al. 2020, "Orthogonal Gradient Descent for Continual Learning"
+  (`ground_truth_logit_gradients`): for m training images of the task, the gradient of each
+  image's ground-truth logit, m directions per task.
+
+Either way each direction is orthogonalised against the basis (Gram-Schmidt, `extend_basis`)
+and appended, normalised, if its norm exceeds eps. While training later tasks, every batch
+gradient (flattened over all parameters) is projected onto the orthogonal complement of the
+basis before the optimizer step.
 
 The basis is a (k, P) float64 tensor of orthonormal rows, P the number of parameters; k = 0 is
 an empty (0, P) tensor. Projections are computed in float64: a batch gradient is often nearly
@@ -105,18 +113,44 @@ class GradientProjector:
         self.buffer.scatter(gradients)
 
 
+def _new_row(basis: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """`direction`'s component orthogonal to the basis rows, normalised; None when its norm
+    is at most eps. The projection is applied twice ("twice is enough")."""
+    direction = direction.to(device=basis.device, dtype=basis.dtype)
+    residual = project_out(project_out(direction, basis), basis)
+    norm = residual.norm()
+    if norm <= eps:
+        return None
+    return residual / norm
+
+
 def extend_basis(basis: torch.Tensor, direction: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """Gram-Schmidt `direction` against `basis`; append it normalised if its norm exceeds eps.
 
     The projection is applied twice ("twice is enough"), which keeps the rows orthonormal to
     float precision even when the new direction is nearly inside the span.
     """
-    direction = direction.to(device=basis.device, dtype=basis.dtype)
-    residual = project_out(project_out(direction, basis), basis)
-    norm = residual.norm()
-    if norm <= eps:
+    row = _new_row(basis, direction, eps)
+    if row is None:
         return basis
-    return torch.cat([basis, (residual / norm).unsqueeze(0)], dim=0)
+    return torch.cat([basis, row.unsqueeze(0)], dim=0)
+
+
+def extend_basis_rows(basis: torch.Tensor, directions: torch.Tensor, eps: float = EPS
+                      ) -> torch.Tensor:
+    """`extend_basis` with each row of `directions` in turn (the same rows, bit for bit), in
+    one buffer allocated once: appending hundreds of rows to a large basis one `torch.cat` at
+    a time would copy the whole basis for every row."""
+    rows = torch.empty(len(basis) + len(directions), basis.shape[1], dtype=basis.dtype,
+                       device=basis.device)
+    rows[: len(basis)] = basis
+    count = len(basis)
+    for direction in directions:
+        row = _new_row(rows[:count], direction, eps)
+        if row is not None:
+            rows[count] = row
+            count += 1
+    return rows[:count].clone() if count < len(rows) else rows
 
 
 def project_gradients(model: nn.Module, basis: torch.Tensor) -> None:
@@ -155,3 +189,47 @@ def average_task_gradient(
             buffer.copy_(buffers[name])
     model.train(was_training)
     return total / max(batches, 1)
+
+
+GTL_CHUNK = 128  # images per vectorised per-image gradient pass
+
+
+def ground_truth_logit_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                                 chunk: int = GTL_CHUNK) -> torch.Tensor:
+    """(n, P): for each image, the gradient of its ground-truth logit, `logits[target]`, with
+    respect to the trainable parameters, flattened like `flat_gradient` (OGD-GTL's stored
+    directions, Farajtabar et al. 2020). `targets`: the output index of each image's true
+    label in the run's scenario (`clexp.scenario.Scenario.targets`).
+
+    Computed per image with `torch.func` (`grad` of a single-image `functional_call`,
+    vectorised by `vmap`), `chunk` images at a time so that memory stays bounded, with the
+    model in evaluation mode: BatchNorm normalises with its running statistics (a batch of one
+    image has none of its own) and dropout is off. Buffers are read, never written, and the
+    model's gradients are left as they were.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    trainable = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    fixed = {name: p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+    fixed.update(dict(model.named_buffers()))
+
+    def logit(parameters, image, target):
+        logits, _ = functional_call(model, {**parameters, **fixed}, (image.unsqueeze(0),))
+        return logits[0].gather(0, target.reshape(1))[0]  # logits[0, target], under vmap
+
+    per_image = vmap(grad(logit), in_dims=(None, 0, 0))
+    was_training = model.training
+    model.eval()
+    try:
+        parts = []
+        for start in range(0, len(images), chunk):
+            gradients = per_image(trainable, images[start : start + chunk],
+                                  targets[start : start + chunk])
+            parts.append(torch.cat([gradients[name].reshape(len(gradients[name]), -1)
+                                    for name in names], dim=1))
+    finally:
+        model.train(was_training)
+    if not parts:
+        return images.new_zeros(0, parameter_count(model))
+    return torch.cat(parts)

@@ -22,12 +22,13 @@ PLAIN = {"norm": "none", "dropout": 0.0, "l1_activation": 0.0, "ogd": False, "me
 
 
 def _variant(settings: dict) -> bool:
-    """A continual-learning method other than OGD, an OGD/optimizer variant, a scenario
-    other than class-incremental, or another protocol (other hidden widths, an iteration
-    budget, Adam): such runs form their own comparisons and stay out of the intervention
-    sweeps."""
+    """A continual-learning method other than OGD, an OGD/optimizer variant (OGD-GTL
+    included), a scenario other than class-incremental, or another protocol (other hidden
+    widths, an iteration budget, Adam): such runs form their own comparisons and stay out of
+    the intervention sweeps."""
     return bool(settings.get("method") or settings.get("reset_optimizer")
                 or settings.get("ogd_project", "gradient") != "gradient"
+                or settings.get("ogd_directions", "mean_loss") != "mean_loss"
                 or settings.get("scenario", "class") != "class"
                 or _other_protocol(settings))
 

@@ -656,13 +656,16 @@ def run_training_task(
 def checkpoint_of(state: RunState, settings: dict, seed: int, task: int, result: dict) -> dict:
     """The checkpoint dict after task `task` (see `clexp.checkpoint` for the keys)."""
     method = state.method
-    basis = method.basis.cpu() if method.name == "ogd" else empty_basis(state.model)
+    method_state = method.state_dict()
+    # OGD's basis once: the same tensor under both keys is saved once (OGD-GTL's basis has
+    # hundreds of rows of the parameter count; two copies from the GPU would double the file)
+    basis = method_state["basis"] if method.name == "ogd" else empty_basis(state.model)
     return {
         "model": {k: v.cpu() for k, v in state.model.state_dict().items()},
         "optimizer": state.optimizer.state_dict(),
         "ogd_basis": basis,
         "method": method.name,
-        "method_state": method.state_dict(),
+        "method_state": method_state,
         "method_record": result["method_record"],
         "task_record": result["task_record"],
         **random_state(next(state.model.parameters()).device),

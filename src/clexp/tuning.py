@@ -74,6 +74,7 @@ UNTUNABLE = {
     "joint": "decides the run's checkpoints before anything is chosen",
     "method": "decides which options the run has before anything is chosen",
     "ogd": "decides which options the run has before anything is chosen",
+    "ogd_directions": "decides which options the run has before anything is chosen",
     "scenario": "decides the network's outputs and what every number measures",
 }
 POINT_SEPARATOR = "__"

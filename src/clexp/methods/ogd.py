@@ -1,15 +1,27 @@
 """OGD as a method: the basis from `clexp.ogd`, a projection before or after the step.
 
-`ogd_project: gradient` (the study's variant, Farajtabar et al. 2020) projects every batch
-gradient onto the basis' orthogonal complement before the optimizer step. With SGD without
-momentum or decay the applied update is then orthogonal too; with AdamW it is not (per-parameter
-scaling, momentum carried over from the previous task, decoupled decay).
+What is stored after each task (`ogd_directions`):
+
+- `mean_loss` (default): the notebook's mean-loss variant, ONE direction per task, the mean
+  cross-entropy gradient over the task's training data (`clexp.ogd.average_task_gradient`).
+  It is the study's own variant, not the algorithm of the paper.
+- `gtl`: OGD-GTL, Farajtabar et al. 2020 ("Orthogonal Gradient Descent for Continual
+  Learning"): for `ogd_memory` (m) training images of the task, drawn without replacement with
+  the method's generator, the gradient of each image's ground-truth logit
+  (`clexp.ogd.ground_truth_logit_gradients`; the output of its target in the run's scenario),
+  up to m directions per task, each Gram-Schmidt-orthonormalised against the basis.
+
+`ogd_project: gradient` (the notebook's choice) projects every batch gradient onto the basis'
+orthogonal complement before the optimizer step. With SGD without momentum or decay the applied
+update is then orthogonal too; with AdamW it is not (per-parameter scaling, momentum carried
+over from the previous task, decoupled decay).
 `ogd_project: step` leaves the gradient alone and projects the optimizer's applied step
 (parameters after minus before) instead, which keeps the update orthogonal with any optimizer.
 
 Either way the method measures, at every step of a task with a non-empty basis, the applied
 update's alignment with the basis, |cos(dtheta, span(B))| = ||B dtheta|| / ||dtheta||, and
-reports its mean and max over the task (`task_record`).
+reports its mean and max over the task (`task_record`), with what the basis cost during the
+task: its memory and the multiply-adds of one projection.
 """
 
 from __future__ import annotations
@@ -24,10 +36,13 @@ from clexp.ogd import (
     average_task_gradient,
     empty_basis,
     extend_basis,
+    extend_basis_rows,
+    ground_truth_logit_gradients,
     project_out_,
 )
 
 PROJECTIONS = ("gradient", "step")
+DIRECTIONS = ("mean_loss", "gtl")
 # |B B^T - I| of a stored basis: Gram-Schmidt twice in float64 keeps it near 1e-15.
 ORTHONORMAL_TOLERANCE = 1e-6
 
@@ -44,7 +59,8 @@ def alignment(update: torch.Tensor, basis: torch.Tensor, wide: torch.Tensor | No
 
 
 class OGD(Method):
-    """Orthogonal Gradient Descent with one stored direction per task."""
+    """Orthogonal Gradient Descent: the notebook's mean-loss variant (one direction per task)
+    or OGD-GTL (up to `ogd_memory` directions per task)."""
 
     name = "ogd"
 
@@ -53,6 +69,13 @@ class OGD(Method):
         self.projection = self.option("ogd_project")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"ogd_project must be one of {PROJECTIONS}, got {self.projection!r}")
+        self.directions = self.option("ogd_directions")
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"ogd_directions must be one of {DIRECTIONS}, got "
+                             f"{self.directions!r}")
+        self.memory = int(self.option("ogd_memory"))
+        if self.memory < 1:
+            raise ValueError(f"ogd_memory must be at least 1, got {self.memory}")
         self.basis = empty_basis(model).to(next(model.parameters()).device)
         self._alignments: list[float] = []
         self._projector = None
@@ -95,19 +118,40 @@ class OGD(Method):
         self._alignments.append(alignment(update, self.basis, self._wide))
 
     def end_task(self, context: TaskContext) -> None:
-        direction = average_task_gradient(self.model, context.images, context.labels,
-                                          context.batch_size, loss=self.scenario.loss)
-        self.basis = extend_basis(self.basis, direction)
+        if self.directions == "mean_loss":
+            direction = average_task_gradient(self.model, context.images, context.labels,
+                                              context.batch_size, loss=self.scenario.loss)
+            self.basis = extend_basis(self.basis, direction)
+            return
+        images, labels = context.images, context.labels
+        if self.memory < len(images):
+            chosen = torch.randperm(len(images), generator=self.generator)[: self.memory]
+            chosen = chosen.to(images.device)
+            images, labels = images[chosen], labels[chosen]
+        gradients = ground_truth_logit_gradients(self.model, images,
+                                                 self.scenario.targets(labels))
+        self.basis = extend_basis_rows(self.basis, gradients)
+
+    def directions_per_task(self) -> int:
+        """The most directions one task adds to the basis."""
+        return self.memory if self.directions == "gtl" else 1
 
     def log_fields(self) -> dict:
         return {"ogd_basis_size": int(self.basis.shape[0])}
 
     def task_record(self) -> dict:
+        """The update's alignment with the basis over the task's steps, and the basis that
+        constrained the task: its rows, its memory in bytes, and the multiply-adds of one
+        projection (B v, then B^T of that: 2 k P)."""
         values = self._alignments
+        rows, size = self.basis.shape
         return {
             "ogd_update_alignment_mean": sum(values) / len(values) if values else None,
             "ogd_update_alignment_max": max(values) if values else None,
             "ogd_update_alignment_steps": len(values),
+            "ogd_projection_rows": int(rows),
+            "ogd_basis_bytes": int(self.basis.element_size() * rows * size),
+            "ogd_projection_macs_per_step": int(2 * rows * size),
         }
 
     def state_dict(self) -> dict:
@@ -118,13 +162,16 @@ class OGD(Method):
         self.basis = state["basis"].to(device=self.basis.device, dtype=torch.float64)
 
     def check_state(self, state: dict, context: StateContext) -> None:
-        """At most one direction per consolidated task, of the model's parameter count, with
-        orthonormal rows (what the projection assumes)."""
+        """At most one direction per consolidated task (OGD-GTL: `ogd_memory`), of the
+        model's parameter count, with orthonormal rows (what the projection assumes)."""
         super().check_state(state, context)
         basis = state_tensor(state, "basis", dims=2, shape=(None, context.parameter_count()))
-        if basis.shape[0] > context.task:
+        per_task = self.directions_per_task()
+        if basis.shape[0] > context.task * per_task:
+            stored = "one" if per_task == 1 else f"{per_task} (ogd_memory)"
             raise StateError(f"basis has {basis.shape[0]} directions after {context.task} "
-                             "task(s); OGD stores at most one per task")
+                             f"task(s); OGD ({self.directions}) stores at most {stored} per "
+                             "task")
         gram = basis.to(torch.float64) @ basis.to(torch.float64).T
         error = (gram - torch.eye(len(gram), dtype=torch.float64)).abs().max().item() \
             if len(gram) else 0.0
