@@ -10,6 +10,7 @@ the test data.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -60,6 +61,23 @@ def shrink_literature_profile(project) -> None:
     settings.update(selected_experiments=["vdv_class_lwf", "vdv_task_joint"], seeds=[0])
     for entry in settings["experiments"].values():
         entry.update(iterations=5, tasks=[[0, 1], [2, 3]])
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+# The OGD-GTL profile (five OGD-GTL experiments beside the notebook's OGD, hours on a CPU)
+# shrunk the same way: one OGD-GTL experiment of five images per task beside seq, one seed.
+GTL_PROFILE = "profiles/ogd_gtl/ogd_gtl.yaml"
+GTL_RUN = "runs/ogd_gtl/results"
+
+
+def shrink_gtl_profile(project) -> None:
+    """Rewrite the project copy's OGD-GTL profile to one small OGD-GTL run beside seq (the
+    tiny config has none of the notebook's OGD experiments its entries start from)."""
+    path = project / GTL_PROFILE
+    settings = yaml.safe_load(path.read_text())
+    assert {"ogd_gtl_sgd", "ogd_gtl_adam", "task_ogd_gtl"} <= set(settings["experiments"])
+    settings.update(selected_experiments=["seq", "ogd_gtl_adam"], seeds=[0], experiments={
+        "ogd_gtl_adam": {"ogd": True, "ogd_directions": "gtl", "ogd_memory": 5, "lr": 0.0001}})
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
@@ -119,6 +137,7 @@ def test_every_readme_command_runs_as_written(tmp_path):
     )
     (project / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     shrink_literature_profile(project)
+    shrink_gtl_profile(project)
     home = tmp_path / "home"
     home.mkdir()
     (home / "datasets").symlink_to(SHARED_DATA)
@@ -147,4 +166,8 @@ def test_every_readme_command_runs_as_written(tmp_path):
     assert "Against the published numbers" in (
         project / LITERATURE_RUN / "report.html").read_text()
     assert (project / LITERATURE_RUN / "study" / "published.csv").is_file()
+    # the OGD-GTL profile wrote its own folder: after task 1, a basis of 5 rows (m = 5)
+    gtl_metrics = json.loads(
+        (project / GTL_RUN / "ogd_gtl_adam" / "seed0" / "task1" / "metrics.json").read_text())
+    assert gtl_metrics["ogd_basis_size"] == 5
     assert len(ran) == len(set(commands) - set(NOT_RUN))
