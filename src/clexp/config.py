@@ -60,7 +60,8 @@ EVALUATION_KEYS = ("probe_unseen", "probe_all_classes", "tsne_h1")
 
 # Settings added after experiments existed, with the value that trains as before them: they
 # enter a run's resolved settings (and config hash) only when they differ from it.
-PROTOCOL_DEFAULTS = {"hidden": [120, 84], "iterations": None}
+DEFAULT_HIDDEN = (120, 84)  # the study's hidden widths (clexp.model)
+PROTOCOL_DEFAULTS = {"hidden": list(DEFAULT_HIDDEN), "iterations": None}
 # Method options added after experiments of their method existed (all of OGD's), which enter
 # the resolved settings only when they differ from their default.
 LATER_METHOD_OPTIONS = {"ogd": set(METHODS["ogd"].options), "lwf": {"lwf_weighting"}}
@@ -203,10 +204,9 @@ def _check_run(config: Mapping, name: str, run: Mapping, key: str) -> None:
                 "scenario: class.")
     if run["stop_at_train_acc"] is None and run["epochs"] < 1:
         raise ConfigError(f"{key}.epochs: must be at least 1.")
-    _check_protocol(run, set(experiment_entry(config, name)) | set(tune_grid(config, name)),
-                    key)
-    _check_options_act(run, set(experiment_entry(config, name)) | set(tune_grid(config, name)),
-                       key)
+    given = set(experiment_entry(config, name)) | set(tune_grid(config, name))
+    _check_protocol(run, given, key)
+    _check_options_act(run, given, key)
     per_class = (config.get("data_subset") or {}).get("train_images_per_class")
     single = [t for t in run["tasks"] if len(t) == 1]
     if per_class == 1 and single:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clexp.config import DEFAULT_HIDDEN  # a run whose settings hold no `hidden` has them
 from clexp.scenario import output_count
 
 NORMS = ("none", "batch", "layer")
-# The study's hidden widths: a run whose settings hold no `hidden` has them.
-DEFAULT_HIDDEN = (120, 84)
 
 
 def _norm_layer(kind: str, width: int) -> nn.Module:
