@@ -134,6 +134,11 @@ def comparison_rows(table: pd.DataFrame) -> list[dict]:
     def number(value, digits=2):
         return None if pd.isna(value) else f"{value:.{digits}f}"
 
+    def with_spread(mean, sd):  # "mean ± sd", "mean" without a spread, None without a mean
+        if number(mean) is None:
+            return None
+        return number(mean) + (f" ± {number(sd)}" if number(sd) is not None else "")
+
     rows = []
     for method in [m for m in METHOD_NAMES if m in set(table["method"])]:
         mine = table[table["method"] == method].set_index("scenario")
@@ -143,12 +148,8 @@ def comparison_rows(table: pd.DataFrame) -> list[dict]:
                 cells[scenario] = None
                 continue
             row = mine.loc[scenario]
-            measured = number(row["measured_mean"])
-            if measured is not None and number(row["measured_sd"]) is not None:
-                measured += f" ± {number(row['measured_sd'])}"
-            published = number(row["published_mean"])
-            if published is not None and number(row["published_sd"]) is not None:
-                published += f" ± {number(row['published_sd'])}"
+            measured = with_spread(row["measured_mean"], row["measured_sd"])
+            published = with_spread(row["published_mean"], row["published_sd"])
             difference = number(row["difference"])
             cells[scenario] = {
                 "experiment": row["experiment"], "n": int(row["n"]),
