@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from clexp.bench import bench_loop, rule_time_table, run_time_table, train_eval_seconds_per_run
+from clexp.bench import (
+    bare_step_ms,
+    bench_loop,
+    cost_split,
+    rule_time_table,
+    run_time_table,
+    step_costs,
+    target_lines,
+    train_eval_seconds_per_run,
+    training_steps,
+)
 from clexp.jobserver import JOB_USAGE_PREFIX, job_usage
 
 from helpers import write_synthetic_dataset
@@ -60,6 +70,54 @@ def test_run_table_gives_training_and_evaluation_seconds_per_experiment_seed(tmp
     assert table.loc["joint", "train_eval_s"] == 22.0
     assert train_eval_seconds_per_run(run_time_table(benchmarks)) == (22.0 + 2 * 10.0) / 3
     assert train_eval_seconds_per_run(run_time_table(tmp_path / "none")) is None
+
+
+def write_train_log(path, steps):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"1,{epoch},0.001,0.5,0.5,0.0,0.9,0.4,0.9,0,{count}\n"
+                   for epoch, count in enumerate(steps, start=1))
+    path.write_text("task,epoch,lr,train_loss,train_ce,train_penalty,train_acc,val_loss,"
+                    "val_acc,ogd_basis_size,steps\n" + rows)
+
+
+def test_step_costs_divide_training_job_seconds_by_the_logged_steps(tmp_path):
+    results, benchmarks = tmp_path / "results", tmp_path / "results/benchmarks"
+    # seed 0 records the instruments: 2 jobs, 1000 steps, 3 s; seed 1: 1 job, 1000 steps, 1 s
+    write_benchmark(benchmarks / "train_task/seq/seed0/task1.tsv", 1.0, 1)
+    write_train_log(results / "seq/seed0/task1/train_log.csv", [200, 200])
+    write_benchmark(benchmarks / "train_task/seq/seed0/task2.tsv", 2.0, 1)
+    write_train_log(results / "seq/seed0/task2/train_log.csv", [300, 300])
+    write_benchmark(benchmarks / "train_task/seq/seed1/task1.tsv", 1.0, 1)
+    write_train_log(results / "seq/seed1/task1/train_log.csv", [1000])
+    # a job without its train log is left out (not counted as zero steps)
+    write_benchmark(benchmarks / "train_task/seq/seed1/task2.tsv", 50.0, 1)
+
+    steps = training_steps(results, benchmarks, analysis_seeds=[0])
+    assert len(steps) == 3 and steps["steps"].sum() == 2000
+    costs = step_costs(steps, bare_ms=0.5)
+    assert costs["train_ms_per_step_all"] == pytest.approx(2.0)  # 4 s / 2000 steps
+    assert costs["train_ms_per_step_instrumented"] == pytest.approx(3.0)
+    assert costs["train_ms_per_step_uninstrumented"] == pytest.approx(1.0)
+    assert costs["train_ratio_to_bare_all"] == pytest.approx(4.0)
+    assert costs["train_steps_instrumented"] == 1000
+    lines = "\n".join(target_lines({**costs, "bare_step_ms": 0.5, "cores": 2}))
+    assert "2.000 ms = 4.00 x the bare step (target <= 2)" in lines
+
+
+def test_cost_split_sets_evaluation_and_figures_against_training():
+    import pandas as pd
+
+    per_rule = pd.DataFrame({"rule": ["train_task", "tune_point", "evaluate_checkpoint",
+                                      "plot_run", "prepare_data", "report"],
+                             "total_s": [60.0, 40.0, 20.0, 5.0, 100.0, 5.0]})
+    split = cost_split(per_rule)
+    assert split["training_job_s"] == 100.0
+    assert split["evaluation_figures_job_s"] == 30.0  # the dataset is neither
+    assert split["evaluation_figures_share_of_training"] == pytest.approx(0.3)
+
+
+def test_bare_step_is_a_positive_time():
+    assert 0 < bare_step_ms(steps=5, repeats=1) < 1000
 
 
 def test_job_usage_is_none_without_the_line(tmp_path):

@@ -274,6 +274,9 @@ def test_iterations_train_exactly_that_many_steps(iterations, passes):
     result = train_task(model, optimizer, x, y, run, torch.Generator().manual_seed(0),
                         eval_images=x, eval_labels=y)
     assert optimizer.steps == iterations
+    # the log counts the steps of each pass: 3 per full pass, the rest in the last one
+    steps = [row["steps"] for row in result["log"]]
+    assert sum(steps) == iterations and steps[:-1] == [3] * (passes - 1)
     # every pass is a row of the log, the last (partial) one too; `epochs` plays no part
     assert result["epochs_run"] == passes
     assert [row["epoch"] for row in result["log"]] == list(range(1, passes + 1))

@@ -337,14 +337,131 @@ def print_ogd_step(result: dict) -> None:
     print(f"{'ratio_gtl_vs_mean_loss':>34}: {result['ratio_gtl_vs_mean_loss']:,.2f} x")
 
 
+# ---- the bare step and the study's cost per step ----
+
+
+def bare_step_ms(steps: int = 400, repeats: int = 5, batch_size: int = 64, seed: int = 0
+                 ) -> float:
+    """Milliseconds of the bare training step of the study's network, one thread: zero_grad,
+    forward, cross-entropy, backward, optimizer step (the study's default AdamW, fused) of
+    the 784-120-84-10 MLP on a batch of 64 random images; median of `repeats` runs of
+    `steps` steps, after a warm-up run. What a step costs with nothing else around it."""
+    import torch
+
+    from clexp.config import DEFAULT_OPTIONS
+    from clexp.model import MLP
+    from clexp.training import build_optimizer
+
+    torch.manual_seed(seed)
+    model = MLP()
+    optimizer = build_optimizer(model, dict(DEFAULT_OPTIONS), 1)
+    images = torch.rand(batch_size, 784)
+    labels = torch.randint(0, 10, (batch_size,))
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            logits, _ = model(images)
+            torch.nn.functional.cross_entropy(logits, labels).backward()
+            optimizer.step()
+        return (time.perf_counter() - start) / steps * 1e3
+
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+TRAINING_RULES = ("train_task", "tune_point")
+# not training and not the dataset: what the issue of the study's speed calls evaluation,
+# analysis and figures (the tables and the report with them)
+SETUP_RULES = ("prepare_data", "code_digest")
+
+
+def training_steps(results_dir: str | Path, benchmark_dir: str | Path,
+                   analysis_seeds=()) -> pd.DataFrame:
+    """Per `train_task` job: experiment, seed, task, its optimizer steps (the `steps` of its
+    train log) and job seconds (its benchmark file), and whether its seed records the
+    per-batch instruments (`analysis_seeds`). Jobs without both files are left out."""
+    results_dir, benchmark_dir = Path(results_dir), Path(benchmark_dir)
+    records = []
+    for path in sorted((benchmark_dir / "train_task").glob("*/seed*/task*.tsv")):
+        experiment, seed, task = path.parent.parent.name, path.parent.name, path.stem
+        log = results_dir / experiment / seed / task / "train_log.csv"
+        if not log.is_file():
+            continue
+        steps = pd.read_csv(log)
+        if "steps" not in steps.columns:
+            continue
+        seed_number = int(seed.removeprefix("seed"))
+        records.append({"experiment": experiment, "seed": seed_number,
+                        "task": int(task.removeprefix("task")),
+                        "steps": int(steps["steps"].sum()),
+                        "seconds": read_benchmark(path)["seconds"],
+                        "instruments": seed_number in set(analysis_seeds)})
+    return pd.DataFrame(records, columns=["experiment", "seed", "task", "steps", "seconds",
+                                          "instruments"])
+
+
+def step_costs(steps: pd.DataFrame, bare_ms: float | None) -> dict:
+    """`train_task` job milliseconds per optimizer step over all jobs, over the seeds with the
+    per-batch instruments and over the others, and their ratios to the bare step."""
+    result = {}
+    for name, part in (("all", steps), ("instrumented", steps[steps["instruments"]]),
+                       ("uninstrumented", steps[~steps["instruments"]])):
+        total = int(part["steps"].sum())
+        per_step = float(part["seconds"].sum() / total * 1e3) if total else None
+        result[f"train_ms_per_step_{name}"] = per_step
+        result[f"train_steps_{name}"] = total
+        result[f"train_ratio_to_bare_{name}"] = (per_step / bare_ms
+                                                if per_step and bare_ms else None)
+    return result
+
+
+def cost_split(per_rule: pd.DataFrame) -> dict:
+    """Job seconds of training (`TRAINING_RULES`) and of everything else but the dataset
+    (evaluation, analysis, figures, tables, report), and the second over the first."""
+    training = float(per_rule.loc[per_rule["rule"].isin(TRAINING_RULES), "total_s"].sum())
+    rest = float(per_rule.loc[~per_rule["rule"].isin(TRAINING_RULES + SETUP_RULES),
+                              "total_s"].sum())
+    return {"training_job_s": training, "evaluation_figures_job_s": rest,
+            "evaluation_figures_share_of_training": rest / training if training else None}
+
+
 # ---- whole study ----
 
 
-def _snakemake(project: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` itself (not its children), from /proc;
+    None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _snakemake(project: Path, *args: str, cpu: dict | None = None
+               ) -> tuple[float, subprocess.CompletedProcess]:
+    """Run Snakemake in `project`; its wall seconds and result. With `cpu` (a dict), also the
+    CPU seconds Snakemake's own process spent (scheduling, bookkeeping; not its jobs), read
+    from /proc every half second and last just before it exits, as `cpu["snakemake_s"]`."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=project, env=env,
-                            capture_output=True, text=True)
+    with subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=project, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        if cpu is not None:
+            import threading
+
+            def sample() -> None:
+                while process.poll() is None:
+                    value = _process_cpu_s(process.pid)
+                    if value is not None:
+                        cpu["snakemake_s"] = value
+                    time.sleep(0.5)
+
+            threading.Thread(target=sample, daemon=True).start()
+        stdout, stderr = process.communicate()
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{result.stderr[-4000:]}")
@@ -366,7 +483,8 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     shutil.copy(REPO / "Snakefile", workdir / "Snakefile")
-    for folder in ("workflow", "src"):
+    # profiles/default too: the study runs as a user runs it (its scheduler settings)
+    for folder in ("workflow", "src", "profiles"):
         shutil.copytree(REPO / folder, workdir / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
     settings = yaml.safe_load(config.read_text())
@@ -375,10 +493,16 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
         settings["data_root"] = str((config.parent / root).resolve())
     (workdir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
-    wall, _ = _snakemake(workdir, "--cores", str(cores), "results/report.html")
+    bare_before = bare_step_ms()
+    cpu: dict = {}
+    wall, _ = _snakemake(workdir, "--cores", str(cores), "results/report.html", cpu=cpu)
+    bare = statistics.median([bare_before, bare_step_ms()])
     noop, dry = _snakemake(workdir, "-n", "results/report.html")
     per_rule = rule_time_table(workdir / "results" / "benchmarks")
     per_run = run_time_table(workdir / "results" / "benchmarks")
+    analysis_seeds = (settings.get("analysis") or {}).get("seeds", [0])
+    steps = training_steps(workdir / "results", workdir / "results" / "benchmarks",
+                           analysis_seeds)
 
     edited = yaml.safe_load((workdir / "config.yaml").read_text())
     edited["experiments"][edit_experiment] = dict(
@@ -395,11 +519,48 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
         "edit_rerun_jobs": _planned_jobs(plan.stdout + plan.stderr),
         "edit_rerun_s": rerun,
         "peak_rss_mb": float(per_rule["max_rss_mb"].max()) if len(per_rule) else None,
+        "snakemake_cpu_s": cpu.get("snakemake_s"),
+        "job_s": float(per_rule["total_s"].sum()) if len(per_rule) else 0.0,
+        "bare_step_ms": bare,
+        **step_costs(steps, bare),
+        **cost_split(per_rule),
         "runs": int(per_run["runs"].sum()),
         "train_eval_s_per_run": train_eval_seconds_per_run(per_run),
         "per_rule": per_rule.to_dict(orient="records"),
         "per_experiment": per_run.to_dict(orient="records"),
     }
+
+
+def _number(value, digits: int = 2, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def target_lines(study: dict) -> list[str]:
+    """The study's speed targets, one line each: what was measured and the limit."""
+    bare = study.get("bare_step_ms")
+    share = study.get("evaluation_figures_share_of_training")
+    return [
+        f"bare step (zero_grad, forward, cross-entropy, backward, AdamW; one thread): "
+        f"{_number(bare, 3, ' ms')}",
+        f"train_task job time per step, all {study.get('train_steps_all', 0):,} steps: "
+        f"{_number(study.get('train_ms_per_step_all'), 3, ' ms')} = "
+        f"{_number(study.get('train_ratio_to_bare_all'))} x the bare step (target <= 2)",
+        f"  seeds with the per-batch instruments: "
+        f"{_number(study.get('train_ms_per_step_instrumented'), 3, ' ms')} = "
+        f"{_number(study.get('train_ratio_to_bare_instrumented'))} x; the others: "
+        f"{_number(study.get('train_ms_per_step_uninstrumented'), 3, ' ms')} = "
+        f"{_number(study.get('train_ratio_to_bare_uninstrumented'))} x",
+        f"evaluation, analysis, figures, tables, report: "
+        f"{_number(study.get('evaluation_figures_job_s'), 0)} job-s = "
+        f"{_number(None if share is None else 100 * share, 0)} % of training's "
+        f"{_number(study.get('training_job_s'), 0)} job-s (train_task + tune_point; "
+        f"target <= 40 %)",
+        f"whole study from an empty results/, --cores {study.get('cores')}: "
+        f"{_number(study.get('study_wall_s'), 0)} s (target <= 1,200 s)",
+        f"no-op dry run: {_number(study.get('noop_dry_run_s'))} s, "
+        f"{study.get('noop_planned_jobs')} jobs planned (target <= 3 s, 0 jobs)",
+        f"peak RSS of a job: {_number(study.get('peak_rss_mb'), 0)} MB (target <= 1,500 MB)",
+    ]
 
 
 LOOP_UNITS = {"images_per_run": "images", "repeats": ""}
@@ -536,8 +697,13 @@ def main(argv=None) -> None:
         for key, unit in (("study_wall_s", "s"), ("noop_dry_run_s", "s"),
                           ("noop_planned_jobs", "jobs"), ("edit_rerun_jobs", "jobs"),
                           ("edit_rerun_s", "s"), ("peak_rss_mb", "MB"), ("runs", "runs"),
-                          ("train_eval_s_per_run", "s per run (training + evaluation)")):
+                          ("train_eval_s_per_run", "s per run (training + evaluation)"),
+                          ("job_s", "job seconds in all"),
+                          ("snakemake_cpu_s", "CPU s of Snakemake's own process")):
             print(f"{key:>20}: {study[key]} {unit}")
+        print("\ntargets (measured in this run, side by side):")
+        for line in target_lines(study):
+            print(f"  {line}")
         data = data or args.workdir / "results/data/dataset.npz"
     if args.what in ("loop", "all"):
         root, dataset, why = _reference_data_root(args.config)

@@ -31,10 +31,11 @@ LOGGER = logging.getLogger("clexp.training")
 
 CURVE_COLUMNS = ["step", "epoch", "batch", "eval_task", "acc"]
 # train_loss = train_ce + train_penalty (the L1 activation penalty; 0 without it); val_loss is
-# cross-entropy only, so it compares with train_ce.
+# cross-entropy only, so it compares with train_ce. steps: the optimizer steps of the epoch
+# (what the study's speed is measured per: `python -m clexp.bench study`).
 LOG_COLUMNS = [
     "task", "epoch", "lr", "train_loss", "train_ce", "train_penalty", "train_acc", "val_loss",
-    "val_acc", "ogd_basis_size",
+    "val_acc", "ogd_basis_size", "steps",
 ]
 
 
@@ -268,7 +269,7 @@ def train_task(
     `train_ce` (cross-entropy, times the method's `cross_entropy_weight`: 1 but for LwF's
     paper weighting) and `train_penalty` (the L1 activation penalty plus the method's term:
     EWC, SI, LwF), with `train_loss` the loss minimised (their sum), and `val_loss`
-    (cross-entropy) and `val_acc` on `eval_images`.
+    (cross-entropy) and `val_acc` on `eval_images`, and `steps`, the optimizer steps taken.
 
     Runs `epochs` epochs, or with `stop_at_train_acc` up to `max_epochs` epochs, stopping after
     the first epoch whose training accuracy reaches the threshold, or with `iterations`
@@ -315,6 +316,7 @@ def train_task(
     if watch is not None:
         watch.start()
     for epoch in range(1, max_epochs + 1):
+        epoch_start = step
         order = torch.randperm(count, generator=generator).to(images.device)
         loss_sum = torch.zeros((), device=images.device)
         cross_entropy_sum = torch.zeros((), device=images.device)
@@ -384,6 +386,7 @@ def train_task(
             "val_acc": val_acc,
             "ogd_basis_size": 0,
             **method.log_fields(),
+            "steps": step - epoch_start,
         })
         if threshold is not None and train_acc >= threshold:
             stopped_early = epoch < max_epochs
