@@ -82,7 +82,7 @@ def write_train_log(path, steps):
 
 def test_step_costs_divide_training_job_seconds_by_the_logged_steps(tmp_path):
     results, benchmarks = tmp_path / "results", tmp_path / "results/benchmarks"
-    # seed 0 records the instruments: 2 jobs, 1000 steps, 3 s; seed 1: 1 job, 1000 steps, 1 s
+    # seed 0 recorded the instruments: 2 jobs, 1000 steps, 3 s; seed 1: 1 job, 1000 steps, 1 s
     write_benchmark(benchmarks / "train_task/seq/seed0/task1.tsv", 1.0, 1)
     write_train_log(results / "seq/seed0/task1/train_log.csv", [200, 200])
     write_benchmark(benchmarks / "train_task/seq/seed0/task2.tsv", 2.0, 1)
@@ -91,8 +91,14 @@ def test_step_costs_divide_training_job_seconds_by_the_logged_steps(tmp_path):
     write_train_log(results / "seq/seed1/task1/train_log.csv", [1000])
     # a job without its train log is left out (not counted as zero steps)
     write_benchmark(benchmarks / "train_task/seq/seed1/task2.tsv", 50.0, 1)
+    # seed 0's jobs recorded a forgetting curve, seed 1's an empty one
+    for task in (1, 2):
+        (results / f"seq/seed0/task{task}/forgetting_curve.csv").write_text(
+            "step,epoch,batch,eval_task,acc\n0,0,0,1,0.5\n")
+    (results / "seq/seed1/task1/forgetting_curve.csv").write_text(
+        "step,epoch,batch,eval_task,acc\n")
 
-    steps = training_steps(results, benchmarks, analysis_seeds=[0])
+    steps = training_steps(results, benchmarks)
     assert len(steps) == 3 and steps["steps"].sum() == 2000
     costs = step_costs(steps, bare_ms=0.5)
     assert costs["train_ms_per_step_all"] == pytest.approx(2.0)  # 4 s / 2000 steps

@@ -377,11 +377,11 @@ TRAINING_RULES = ("train_task", "tune_point")
 SETUP_RULES = ("prepare_data", "code_digest")
 
 
-def training_steps(results_dir: str | Path, benchmark_dir: str | Path,
-                   analysis_seeds=()) -> pd.DataFrame:
+def training_steps(results_dir: str | Path, benchmark_dir: str | Path) -> pd.DataFrame:
     """Per `train_task` job: experiment, seed, task, its optimizer steps (the `steps` of its
-    train log) and job seconds (its benchmark file), and whether its seed records the
-    per-batch instruments (`analysis_seeds`). Jobs without both files are left out."""
+    train log) and job seconds (its benchmark file), and whether it recorded the per-batch
+    instruments (its forgetting curve has rows; the other seeds' is empty). Jobs without both
+    files are left out."""
     results_dir, benchmark_dir = Path(results_dir), Path(benchmark_dir)
     records = []
     for path in sorted((benchmark_dir / "train_task").glob("*/seed*/task*.tsv")):
@@ -392,12 +392,12 @@ def training_steps(results_dir: str | Path, benchmark_dir: str | Path,
         steps = pd.read_csv(log)
         if "steps" not in steps.columns:
             continue
-        seed_number = int(seed.removeprefix("seed"))
-        records.append({"experiment": experiment, "seed": seed_number,
+        curve = log.with_name("forgetting_curve.csv")
+        records.append({"experiment": experiment, "seed": int(seed.removeprefix("seed")),
                         "task": int(task.removeprefix("task")),
                         "steps": int(steps["steps"].sum()),
                         "seconds": read_benchmark(path)["seconds"],
-                        "instruments": seed_number in set(analysis_seeds)})
+                        "instruments": curve.is_file() and len(pd.read_csv(curve)) > 0})
     return pd.DataFrame(records, columns=["experiment", "seed", "task", "steps", "seconds",
                                           "instruments"])
 
@@ -500,9 +500,7 @@ def bench_study(config: Path, workdir: Path, cores: int, edit_experiment: str) -
     noop, dry = _snakemake(workdir, "-n", "results/report.html")
     per_rule = rule_time_table(workdir / "results" / "benchmarks")
     per_run = run_time_table(workdir / "results" / "benchmarks")
-    analysis_seeds = (settings.get("analysis") or {}).get("seeds", [0])
-    steps = training_steps(workdir / "results", workdir / "results" / "benchmarks",
-                           analysis_seeds)
+    steps = training_steps(workdir / "results", workdir / "results" / "benchmarks")
 
     edited = yaml.safe_load((workdir / "config.yaml").read_text())
     edited["experiments"][edit_experiment] = dict(
