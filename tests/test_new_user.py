@@ -240,6 +240,6 @@ def test_data_tests_skip_without_the_data_and_fail_when_it_is_required(tmp_path,
     env = dict(os.environ, CLEXP_TEST_DATA=str(tmp_path / "nothing"),
                CLEXP_TESTS_REQUIRE_DATA=required)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *NEEDS_DATA], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=120)
+                             "-n", "0", *NEEDS_DATA], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
     assert outcome in result.stdout.splitlines()[-1], result.stdout[-3000:]
